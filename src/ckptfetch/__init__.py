@@ -1,0 +1,41 @@
+"""ckptfetch: fetch and verify machine-learning checkpoints from YAML manifests.
+
+The public API is what this module re-exports. Heavy modules load on first
+use, so `ckptfetch --version` and `--help` start fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CkptfetchError", "DownloadError", "FetchResult", "HashMismatch", "Interrupted", "Manifest", "ManifestError",
+    "UnsafeArchive", "UsageError", "VerifyResult", "__version__", "fetch", "load_manifest", "plan", "verify",
+]
+
+_LAZY = {
+    "fetch": "api", "plan": "api", "verify": "api", "FetchResult": "api", "VerifyResult": "api",
+    "Manifest": "manifest", "load_manifest": "manifest",
+    "CkptfetchError": "errors", "DownloadError": "errors", "HashMismatch": "errors", "Interrupted": "errors",
+    "ManifestError": "errors", "UnsafeArchive": "errors", "UsageError": "errors",
+}
+
+if TYPE_CHECKING:
+    from .api import FetchResult, VerifyResult, fetch, plan, verify
+    from .errors import (
+        CkptfetchError, DownloadError, HashMismatch, Interrupted, ManifestError, UnsafeArchive, UsageError,
+    )
+    from .manifest import Manifest, load_manifest
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ckptfetch' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

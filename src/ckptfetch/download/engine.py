@@ -1,0 +1,497 @@
+"""Download one URL into a verified file.
+
+Bytes go to a partial file beside the target, with a small JSON sidecar that
+remembers the URL, the validator (ETag or Last-Modified) and the total size.
+An interrupted download resumes with `Range` + `If-Range`; a server that
+ignores the range, or whose validator changed, gets a clean restart. Hashes are
+computed while the bytes stream in; a resumed download re-reads its existing
+prefix once. Nothing reaches the target until size and hashes match, then it
+is fsynced and renamed atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+from urllib.request import url2pathname
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .. import __version__
+from ..errors import DownloadError, HashMismatch, Interrupted
+from ..hashing import MultiHasher, first_mismatch
+from ..progress import NullReporter, Reporter
+from ..urls import redact
+from .resume import if_range_validator, is_retryable_status, parse_content_range, retry_after_seconds
+
+PARTIAL_SUFFIX = ".ckptfetch-partial"
+SIDECAR_SUFFIX = ".ckptfetch-partial.json"
+USER_AGENT = f"ckptfetch/{__version__} (+https://github.com/ckptfetch/ckptfetch) python-requests/{requests.__version__}"
+MAX_REDIRECTS = 10
+
+
+@dataclass
+class Settings:
+    """Knobs for the engine. Tests pass a fake `sleep` and short timeouts."""
+
+    retries: int = 5  # failed attempts in a row without progress before giving up
+    backoff: float = 0.5  # first backoff, doubled each time, with jitter
+    backoff_max: float = 30.0
+    retry_after_max: float = 120.0
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0
+    chunk_size: int = 1 << 20
+    sleep: Callable[[float], None] = time.sleep
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Defaults, overridden by CKPTFETCH_RETRIES / _TIMEOUT / _BACKOFF."""
+        s = cls()
+        env = os.environ
+        if env.get("CKPTFETCH_RETRIES", "").isdigit():
+            s.retries = int(env["CKPTFETCH_RETRIES"])
+        for key, attr in (("CKPTFETCH_TIMEOUT", "read_timeout"), ("CKPTFETCH_BACKOFF", "backoff")):
+            try:
+                setattr(s, attr, float(env[key]))
+            except (KeyError, ValueError):
+                pass
+        if "CKPTFETCH_TIMEOUT" in env:
+            s.connect_timeout = min(s.connect_timeout, s.read_timeout)
+        return s
+
+
+def make_session(pool_size: int = 8) -> requests.Session:
+    """One pooled session for every download of a run.
+
+    Proxies and CA bundles come from requests' usual environment variables
+    (HTTPS_PROXY, REQUESTS_CA_BUNDLE, ...), as `trust_env` is left on.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept-Encoding"] = "identity"  # bytes as stored, so ranges and sizes mean what they say
+    return session
+
+
+def partial_paths(target: Path) -> tuple[Path, Path]:
+    """The partial file and its sidecar for `target`."""
+    return target.with_name(target.name + PARTIAL_SUFFIX), target.with_name(target.name + SIDECAR_SUFFIX)
+
+
+class _Retry(Exception):
+    """A transient failure: back off and try again (resuming when possible)."""
+
+    def __init__(self, message: str, wait: float | None = None, progressed: bool = False) -> None:
+        super().__init__(message)
+        self.wait = wait
+        self.progressed = progressed
+
+
+class _Restart(Exception):
+    """Throw the partial away and start again from byte 0 at once."""
+
+
+@dataclass
+class _Sidecar:
+    url: str
+    validator: str | None = None
+    total: int | None = None
+    expect: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> _Sidecar | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(data["url"], data.get("validator"), data.get("total"), data.get("expect", {}))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"url": self.url, "validator": self.validator, "total": self.total, "expect": self.expect}))
+        os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _discard(*paths: Path) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def download(
+    urls: Sequence[str],
+    target: Path,
+    *,
+    hashes: Mapping[str, str] | None = None,
+    size: int | None = None,
+    algorithms: Sequence[str] = (),
+    session: requests.Session | None = None,
+    settings: Settings | None = None,
+    reporter: Reporter | None = None,
+    label: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Download the first URL of `urls` that yields the right bytes to `target`.
+
+    Returns the hex digests computed on the way (every algorithm in `hashes`
+    plus `algorithms`). Raises `HashMismatch` or `DownloadError` when no URL
+    gives verified bytes, and `Interrupted` when `settings.cancel` is set.
+
+    >>> download(["https://example.org/m.pth"], Path("models/m.pth"), hashes={"md5": "..."})  # doctest: +SKIP
+    """
+    hashes = {k: v.lower() for k, v in (hashes or {}).items()}
+    settings = settings or Settings()
+    reporter = reporter or NullReporter()
+    own_session = session is None
+    session = session or make_session(1)
+    label = label or target.name
+    algos = list(dict.fromkeys([*hashes, *algorithms]))
+    errors: list[DownloadError] = []
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for url in urls:
+            job = _Job(url, target, hashes, size, algos, session, settings, reporter, label, dict(headers or {}))
+            try:
+                return job.run()
+            except DownloadError as exc:
+                errors.append(exc)
+                if len(urls) > 1:
+                    reporter.note(label, f"{exc} Trying the next source.")
+    finally:
+        if own_session:
+            session.close()
+    if len(errors) == 1:
+        raise errors[0]
+    hm = [e for e in errors if isinstance(e, HashMismatch)]
+    if hm and len(hm) == len(errors):
+        raise hm[-1]
+    detail = " ".join(f"[{i}] {e}" for i, e in enumerate(errors, 1))
+    raise DownloadError(f"{label}: every source failed. {detail}")
+
+
+class _Job:
+    def __init__(
+        self, url: str, target: Path, hashes: dict[str, str], size: int | None, algos: list[str],
+        session: requests.Session, settings: Settings, reporter: Reporter, label: str, headers: dict[str, str],
+    ) -> None:
+        self.url = url
+        self.shown = redact(url)
+        self.target = target
+        self.hashes = hashes
+        self.size = size
+        self.algos = algos
+        self.session = session
+        self.settings = settings
+        self.reporter = reporter
+        self.label = label
+        self.headers = headers
+        self.partial, self.sidecar_path = partial_paths(target)
+        self.expect = {"hashes": hashes, "size": size}
+        self.started = False
+
+    # -- the retry loop ----------------------------------------------------
+
+    def run(self) -> dict[str, str]:
+        failures = 0
+        fresh_restarts = 0
+        while True:
+            if self.settings.cancel.is_set():
+                raise Interrupted("interrupted; partial files were kept so the next run resumes")
+            try:
+                digests, resumed = self._attempt()
+            except _Restart:
+                self._reset()
+                fresh_restarts += 1
+                if fresh_restarts > self.settings.retries + 2:
+                    raise DownloadError(f"{self.label}: {self.shown} keeps changing under us; giving up.") from None
+                continue
+            except _Retry as exc:
+                failures = 0 if exc.progressed else failures + 1
+                if failures > self.settings.retries:
+                    raise DownloadError(
+                        f"{self.label}: giving up on {self.shown} after {failures} failed attempts: {exc}. "
+                        "Run the same command again to resume."
+                    ) from None
+                wait = self._backoff(failures, exc.wait)
+                self.reporter.note(self.label, f"{exc}; retrying in {wait:.1f}s")
+                self._sleep(wait)
+                continue
+            problem = self._check(digests)
+            if problem is not None:
+                self._reset()
+                if resumed and fresh_restarts == 0:
+                    # The prefix came from an earlier run: it may be the culprit.
+                    fresh_restarts += 1
+                    self.reporter.note(self.label, "resumed download failed its check; downloading from scratch")
+                    continue
+                raise problem
+            self._commit()
+            return digests
+
+    def _backoff(self, failures: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.settings.retry_after_max)
+        base = min(self.settings.backoff_max, self.settings.backoff * (2 ** max(0, failures - 1)))
+        return base * random.uniform(0.5, 1.5)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.settings.cancel.is_set():
+                raise Interrupted("interrupted; partial files were kept so the next run resumes")
+            self.settings.sleep(min(left, 0.25))
+
+    def _reset(self) -> None:
+        _discard(self.partial, self.sidecar_path)
+        if self.started:
+            self.reporter.start(self.label, self.size, 0)
+
+    def _check(self, digests: dict[str, str]) -> DownloadError | None:
+        got = self.partial.stat().st_size
+        if self.size is not None and got != self.size:
+            return DownloadError(
+                f"{self.label}: size mismatch for {self.shown}: expected {self.size} bytes, got {got}. "
+                "The download was discarded."
+            )
+        bad = first_mismatch(self.hashes, digests)
+        if bad is not None:
+            return HashMismatch(self.label, self.shown, *bad)
+        return None
+
+    def _commit(self) -> None:
+        os.replace(self.partial, self.target)
+        _fsync_dir(self.target.parent)
+        _discard(self.sidecar_path)
+
+    # -- one attempt -------------------------------------------------------
+
+    def _resume_state(self) -> tuple[int, _Sidecar | None]:
+        """How many bytes of the partial can be kept, and its sidecar."""
+        side = _Sidecar.load(self.sidecar_path)
+        try:
+            have = self.partial.stat().st_size
+        except FileNotFoundError:
+            have = 0
+        if side is None or side.url != self.url or side.expect != self.expect:
+            if have or side is not None:
+                _discard(self.partial, self.sidecar_path)
+            return 0, None
+        if side.total is not None and have > side.total:
+            _discard(self.partial, self.sidecar_path)
+            return 0, None
+        return have, side
+
+    def _attempt(self) -> tuple[dict[str, str], bool]:
+        if self.url.startswith("file://"):
+            return self._attempt_file(), False
+        offset, side = self._resume_state()
+        if offset and side is not None and side.total == offset:
+            # Complete but not yet checked (killed before the rename).
+            return self._hash_prefix(offset), True
+        validator = side.validator if side else None
+        resumable = offset > 0 and (validator is not None or bool(self.hashes))
+        if offset and not resumable:
+            _discard(self.partial, self.sidecar_path)
+            offset = 0
+        headers = dict(self.headers)
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if validator:
+                headers["If-Range"] = validator
+        resp = self._open(headers)
+        with resp:
+            status = resp.status_code
+            if status == 416 and offset:
+                raise _Restart()
+            if status >= 400 or status not in (200, 206):
+                self._raise_for_status(resp)
+            if _is_html(resp) and not self.target.suffix.lower() in (".html", ".htm"):
+                raise DownloadError(
+                    f"{self.label}: {self.shown} answered with an HTML page instead of the file "
+                    "(often a login, quota or error page). Nothing was written to the target; "
+                    "check that the URL still points at the file."
+                )
+            total = _declared_total(resp, offset)
+            if status == 206:
+                cr = parse_content_range(resp.headers.get("Content-Range"))
+                if not offset or cr is None or cr[0] != offset or (side and side.total not in (None, cr[2])):
+                    raise _Restart()
+                total = cr[2]
+            else:
+                offset = 0  # 200: the server ignored the range or the validator changed
+            if total is not None and self.size is not None and total != self.size:
+                raise DownloadError(
+                    f"{self.label}: {self.shown} serves {total} bytes but the manifest expects {self.size}. "
+                    "Nothing was written to the target."
+                )
+            new_validator = if_range_validator(resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+            _Sidecar(self.url, new_validator, total, self.expect).save(self.sidecar_path)
+            hasher = self._hash_prefix(offset, into=True) if offset else MultiHasher(self.algos)
+            if not isinstance(hasher, MultiHasher):  # pragma: no cover - typing aid
+                raise AssertionError
+            self.reporter.start(self.label, total if total is not None else self.size, offset)
+            self.started = True
+            self._stream(resp, offset, total, hasher)
+            return hasher.hexdigests(), offset > 0
+
+    def _hash_prefix(self, length: int, into: bool = False) -> Any:
+        hasher = MultiHasher(self.algos)
+        with open(self.partial, "rb", buffering=0) as f:
+            hasher.feed_file(f, length)
+        if hasher.count != length:
+            raise _Restart()
+        return hasher if into else hasher.hexdigests()
+
+    def _stream(self, resp: requests.Response, offset: int, total: int | None, hasher: MultiHasher) -> None:
+        received = 0
+        mode = "r+b" if offset else "wb"
+        try:
+            with open(self.partial, mode) as f:
+                f.seek(offset)
+                f.truncate()
+                try:
+                    for chunk in resp.iter_content(self.settings.chunk_size):
+                        if self.settings.cancel.is_set():
+                            raise Interrupted("interrupted; partial files were kept so the next run resumes")
+                        f.write(chunk)
+                        hasher.update(chunk)
+                        received += len(chunk)
+                        self.reporter.advance(self.label, len(chunk))
+                        if total is not None and offset + received > total:
+                            raise _Restart()
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                        requests.Timeout) as exc:
+                    f.flush()
+                    raise _Retry(f"connection lost after {offset + received} bytes ({_reason(exc)})",
+                                 progressed=received > 0) from None
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise DownloadError(
+                f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}. "
+                "Free some space or choose another --dest; files already in place were not touched."
+            ) from None
+        if total is not None and offset + received < total:
+            raise _Retry(f"connection closed early at {offset + received} of {total} bytes", progressed=received > 0)
+
+    def _open(self, headers: dict[str, str]) -> requests.Response:
+        """GET with redirects followed by hand: no https→http, no credentials to another host."""
+        url = self.url
+        headers = dict(headers)
+        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                resp = self.session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+            except requests.exceptions.InvalidURL as exc:
+                raise DownloadError(f"{self.label}: invalid URL {redact(url)}: {exc}") from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise _Retry(f"cannot reach {urlsplit(url).hostname} ({_reason(exc)})") from None
+            if resp.is_redirect and "Location" in resp.headers:
+                new = urljoin(url, resp.headers["Location"])
+                resp.close()
+                old_parts, new_parts = urlsplit(url), urlsplit(new)
+                if old_parts.scheme == "https" and new_parts.scheme != "https":
+                    raise DownloadError(
+                        f"{self.label}: refused a redirect from https to {new_parts.scheme} ({redact(new)}); "
+                        "ckptfetch never downgrades a secure URL."
+                    )
+                if new_parts.scheme not in ("http", "https"):
+                    raise DownloadError(f"{self.label}: refused a redirect to {redact(new)}")
+                if (old_parts.hostname, old_parts.port) != (new_parts.hostname, new_parts.port):
+                    for secret in [k for k in headers if k.lower() in ("authorization", "cookie", "proxy-authorization")]:
+                        del headers[secret]
+                url = new
+                continue
+            return resp
+        raise DownloadError(f"{self.label}: too many redirects from {self.shown}")
+
+    def _raise_for_status(self, resp: requests.Response) -> None:
+        status = resp.status_code
+        if is_retryable_status(status):
+            raise _Retry(f"HTTP {status} from {urlsplit(resp.url).hostname}",
+                         wait=retry_after_seconds(resp.headers.get("Retry-After")))
+        hint = {
+            401: "the server wants credentials; check the URL or your token",
+            403: "access is denied; the file may be private, gated or the link expired",
+            404: "the file is not there; the URL may have moved",
+            410: "the file was removed from that server",
+        }.get(status, "the server refused the request")
+        raise DownloadError(f"{self.label}: HTTP {status} for {self.shown}: {hint}.")
+
+    # -- file:// -----------------------------------------------------------
+
+    def _attempt_file(self) -> dict[str, str]:
+        source = Path(url2pathname(urlsplit(self.url).path))
+        try:
+            src = open(source, "rb", buffering=0)
+        except OSError as exc:
+            raise DownloadError(f"{self.label}: cannot read {source}: {exc.strerror or exc}") from None
+        hasher = MultiHasher(self.algos)
+        with src:
+            total = os.fstat(src.fileno()).st_size
+            self.reporter.start(self.label, total, 0)
+            self.started = True
+            try:
+                with open(self.partial, "wb") as f:
+                    while chunk := src.read(self.settings.chunk_size):
+                        if self.settings.cancel.is_set():
+                            raise Interrupted("interrupted")
+                        f.write(chunk)
+                        hasher.update(chunk)
+                        self.reporter.advance(self.label, len(chunk))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise DownloadError(f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}") from None
+        return hasher.hexdigests()
+
+
+def _is_html(resp: requests.Response) -> bool:
+    return resp.headers.get("Content-Type", "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
+
+
+def _declared_total(resp: requests.Response, offset: int) -> int | None:
+    length = resp.headers.get("Content-Length")
+    if length is None or not length.isdigit() or resp.headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    return int(length) + (offset if resp.status_code == 206 else 0)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("Read timed out", "Connection reset", "Connection refused", "Connection aborted",
+                   "IncompleteRead", "Name or service not known", "Temporary failure in name resolution",
+                   "timed out", "Max retries exceeded"):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__

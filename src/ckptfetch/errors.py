@@ -1,0 +1,70 @@
+"""The exception tree and exit codes, set in one place."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (SPEC §3)."""
+
+    OK = 0
+    FAILED = 1  # a file is missing, corrupt, or failed to download
+    USAGE = 2  # usage or manifest error
+    INTERRUPTED = 130
+
+
+class CkptfetchError(Exception):
+    """Base of every error ckptfetch raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+class ManifestError(CkptfetchError):
+    """A manifest is missing, malformed or names something impossible."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        where = ""
+        if path:
+            where = f"{path}:{line}: " if line else f"{path}: "
+        super().__init__(f"{where}{message}")
+        self.path = path
+        self.line = line
+
+
+class UsageError(CkptfetchError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DownloadError(CkptfetchError):
+    """A download failed after its retries, or cannot succeed."""
+
+
+class HashMismatch(DownloadError):
+    """The bytes received are not the bytes the manifest pins."""
+
+    def __init__(self, target: str, source: str, algo: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"{target}: {algo} mismatch for {source}: expected {expected}, got {actual}. "
+            "The download was discarded; the file at the target path was not touched. "
+            "If the upstream file changed on purpose, update the manifest."
+        )
+        self.target = target
+        self.source = source
+        self.algo = algo
+        self.expected = expected
+        self.actual = actual
+
+
+class UnsafeArchive(CkptfetchError):
+    """An archive member is a link, a device, oversized, or otherwise unsafe."""
+
+
+class Interrupted(CkptfetchError):
+    """The run was cancelled (Ctrl-C or SIGTERM); partial files are kept."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,250 @@
+"""Safe extraction of listed members from zip and tar archives.
+
+Only the members a manifest lists are read, and each is written to the
+target path the manifest gives (never to a path taken from the archive), via a
+partial file that is hashed while it streams and renamed once it verifies.
+Links, devices, FIFOs, duplicated members and members larger than declared
+are refused.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import stat
+import tarfile
+import threading
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from .errors import CkptfetchError, HashMismatch, Interrupted, UnsafeArchive
+from .hashing import MultiHasher, first_mismatch
+
+CHUNK = 1 << 20
+MAX_RATIO = 2000  # zip: uncompressed / compressed beyond this is a bomb
+MAGIC = {
+    b"PK\x03\x04": "zip",
+    b"PK\x05\x06": "zip",
+    b"\x1f\x8b": "tar.gz",
+    b"BZh": "tar.bz2",
+    b"\xfd7zXZ\x00": "tar.xz",
+}
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One member to extract and where it must end up."""
+
+    member: str
+    target: Path
+    label: str
+    hashes: Mapping[str, str]
+    size: int | None
+    algorithms: tuple[str, ...] = ()
+
+
+def detect_format(path: Path) -> str | None:
+    """Archive format from the content (never from the file name)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    for magic, fmt in MAGIC.items():
+        if head.startswith(magic):
+            return fmt
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+def _norm(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.rstrip("/")
+
+
+def extract(
+    archive: Path,
+    wanted: list[Wanted],
+    *,
+    label: str,
+    declared_format: str | None = None,
+    cancel: threading.Event | None = None,
+    on_done: Callable[[Wanted, dict[str, str]], None] | None = None,
+) -> dict[str, dict[str, str] | CkptfetchError]:
+    """Extract `wanted` members of `archive`; per member, digests or the error.
+
+    A member that fails (bad hash, unsafe) does not stop the others; a broken
+    or unsafe archive as a whole raises `UnsafeArchive`.
+    """
+    fmt = detect_format(archive) or declared_format
+    if fmt is None:
+        raise UnsafeArchive(
+            f"{label}: {archive.name} is not a zip or tar archive (checked its first bytes). "
+            "The download may be an error page; check the archive URL."
+        )
+    cancel = cancel or threading.Event()
+    by_name = {_norm(w.member): w for w in wanted}
+    try:
+        if fmt == "zip":
+            results = _extract_zip(archive, by_name, label, cancel)
+        else:
+            results = _extract_tar(archive, by_name, label, cancel)
+    except BaseException as exc:
+        for w in wanted:
+            _partial(w).unlink(missing_ok=True)
+        corrupt = isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError, zlib.error, lzma.LZMAError))
+        if isinstance(exc, OSError) and exc.errno is None:
+            corrupt = True  # gzip.BadGzipFile, bz2's "Invalid data stream"
+        if not corrupt:
+            raise
+        raise UnsafeArchive(f"{label}: {archive.name} is corrupt or truncated ({exc}); it will be downloaded again.") from None
+    for name, w in by_name.items():
+        if name not in results:
+            results[name] = UnsafeArchive(f"{w.label}: member {w.member!r} is not in archive {label}")
+    out: dict[str, dict[str, str] | CkptfetchError] = {}
+    for name, w in by_name.items():
+        res = results[name]
+        if isinstance(res, dict) and on_done is not None:
+            on_done(w, res)
+        out[w.member] = res
+    return out
+
+
+def _partial(w: Wanted) -> Path:
+    return w.target.with_name(w.target.name + ".ckptfetch-partial")
+
+
+def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.Event) -> dict[str, str]:
+    """Copy one member to its partial file, hashing it; bounded by `declared`."""
+    if w.size is not None and declared != w.size:
+        raise UnsafeArchive(f"{w.label}: member {w.member!r} is {declared} bytes, the manifest expects {w.size}")
+    w.target.parent.mkdir(parents=True, exist_ok=True)
+    part = _partial(w)
+    hasher = MultiHasher([*w.hashes, *w.algorithms])
+    written = 0
+    try:
+        with open(part, "wb") as f:
+            while True:
+                if cancel.is_set():
+                    raise Interrupted("interrupted")
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > declared:
+                    raise UnsafeArchive(
+                        f"{w.label}: member {w.member!r} expands past its declared {declared} bytes; refused"
+                    )
+                f.write(chunk)
+                hasher.update(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        if written != declared:
+            raise UnsafeArchive(f"{w.label}: member {w.member!r} is truncated ({written} of {declared} bytes)")
+        digests = hasher.hexdigests()
+        bad = first_mismatch(w.hashes, digests)
+        if bad is not None:
+            raise HashMismatch(w.label, f"member {w.member!r} of the archive", *bad)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return digests
+
+
+def _commit(w: Wanted) -> None:
+    os.replace(_partial(w), w.target)
+    try:
+        fd = os.open(w.target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _finish(staged: dict[str, tuple[Wanted, dict[str, str]]], results: dict[str, dict[str, str] | CkptfetchError]) -> None:
+    for name, (w, digests) in staged.items():
+        if name not in results:
+            _commit(w)
+            results[name] = digests
+
+
+def _extract_zip(path: Path, by_name: dict[str, Wanted], label: str, cancel: threading.Event) -> dict[str, dict[str, str] | CkptfetchError]:
+    results: dict[str, dict[str, str] | CkptfetchError] = {}
+    staged: dict[str, tuple[Wanted, dict[str, str]]] = {}
+    with zipfile.ZipFile(path) as zf:
+        infos: dict[str, list[zipfile.ZipInfo]] = {}
+        for info in zf.infolist():
+            infos.setdefault(_norm(info.filename), []).append(info)
+        _check_overlaps(zf.infolist(), label)
+        for name, w in by_name.items():
+            found = infos.get(name)
+            if not found:
+                continue
+            try:
+                if len(found) > 1:
+                    raise UnsafeArchive(f"{w.label}: member {w.member!r} appears {len(found)} times in {label}; refused")
+                info = found[0]
+                mode = (info.external_attr >> 16) & 0xFFFF
+                if info.is_dir() or (mode and not stat.S_ISREG(mode)):
+                    raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} is not a regular file (a link or special file); refused")
+                if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+                    raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} compresses {info.file_size // info.compress_size}:1, like a decompression bomb; refused")
+                with zf.open(info) as src:
+                    staged[name] = (w, _stream_member(src, w, info.file_size, cancel))
+            except (UnsafeArchive, HashMismatch) as exc:
+                results[name] = exc
+    _finish(staged, results)
+    return results
+
+
+def _check_overlaps(infos: list[zipfile.ZipInfo], label: str) -> None:
+    """Zip entries whose data overlap are a known bomb construction."""
+    spans = sorted((i.header_offset, i.header_offset + 30 + len(i.filename.encode()) + i.compress_size) for i in infos)
+    for (a_start, a_end), (b_start, _) in zip(spans, spans[1:]):
+        if b_start < a_end and b_start != a_start:
+            raise UnsafeArchive(f"{label}: zip entries overlap each other (a zip bomb construction); refused")
+        if b_start == a_start:
+            raise UnsafeArchive(f"{label}: two zip entries share the same data; refused")
+
+
+def _extract_tar(path: Path, by_name: dict[str, Wanted], label: str, cancel: threading.Event) -> dict[str, dict[str, str] | CkptfetchError]:
+    results: dict[str, dict[str, str] | CkptfetchError] = {}
+    staged: dict[str, tuple[Wanted, dict[str, str]]] = {}
+    seen: set[str] = set()
+    # One sequential pass: extract listed members to partial files as they
+    # come, and rename them only once the whole archive was read and no
+    # listed member turned out to appear twice.
+    with tarfile.open(path, mode="r:*") as tf:
+        for info in tf:
+            if cancel.is_set():
+                raise Interrupted("interrupted")
+            name = _norm(info.name)
+            w = by_name.get(name)
+            if w is None:
+                continue
+            if name in seen:
+                staged.pop(name, None)
+                _partial(w).unlink(missing_ok=True)
+                results[name] = UnsafeArchive(f"{w.label}: member {w.member!r} appears more than once in {label}; refused")
+                continue
+            seen.add(name)
+            try:
+                if not info.isreg():
+                    kind = "a link" if info.issym() or info.islnk() else "a device or special file" if (info.isdev() or info.isfifo()) else "a directory" if info.isdir() else "not a regular file"
+                    raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} is {kind}; refused")
+                if info.mode & (stat.S_ISUID | stat.S_ISGID):
+                    raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} has a setuid/setgid bit; refused")
+                src = tf.extractfile(info)
+                if src is None:
+                    raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} cannot be read")
+                with src:
+                    staged[name] = (w, _stream_member(src, w, info.size, cancel))
+            except (UnsafeArchive, HashMismatch) as exc:
+                results[name] = exc
+    _finish(staged, results)
+    return results

@@ -1,0 +1,441 @@
+"""Manifest loading, validation and discovery (SPEC §2).
+
+Manifests are parsed with `yaml.safe_load` only. Errors name the file and the
+line, and suggest the closest known key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from .errors import ManifestError
+from .hashing import ALGORITHMS, is_hex_digest
+
+FORMAT_VERSION = 1
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+ARCHIVE_FORMATS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz")
+URL_SCHEMES = ("https://", "http://", "file://")
+
+TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "variants", "archives", "files")
+FILE_KEYS = ("url", "urls", "archive", "member", "manual", "size", *ALGORITHMS)
+ARCHIVE_KEYS = ("url", "urls", "format", "size", *ALGORITHMS)
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What a download must match: digests by algorithm, and a size."""
+
+    hashes: dict[str, str] = field(default_factory=dict)
+    size: int | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.hashes)
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A download that yields several files."""
+
+    name: str
+    urls: tuple[str, ...]
+    integrity: Integrity
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One target file and where it comes from."""
+
+    path: str  # POSIX, relative to the destination root
+    integrity: Integrity
+    urls: tuple[str, ...] = ()
+    archive: str | None = None
+    member: str | None = None
+    manual: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.archive:
+            return "archive"
+        if self.manual is not None:
+            return "manual"
+        return "url"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed, validated manifest."""
+
+    name: str
+    source: Path
+    files: dict[str, FileEntry]
+    archives: dict[str, Archive]
+    variants: dict[str, tuple[str, ...]]
+    root: str = "models"
+    description: str = ""
+    homepage: str = ""
+
+    def select(self, variants: Sequence[str] = (), only: Sequence[str] = ()) -> list[FileEntry]:
+        """Files in the union of `variants` (all when empty), narrowed by `only` globs."""
+        paths = list(self.files)
+        if variants:
+            chosen: dict[str, None] = {}
+            for v in variants:
+                if v not in self.variants:
+                    hint = _hint(v, self.variants)
+                    known = ", ".join(self.variants) or "none"
+                    raise ManifestError(f"no variant {v!r} in manifest {self.name!r}{hint} (variants: {known})")
+                for pattern in self.variants[v]:
+                    chosen.update(dict.fromkeys(p for p in paths if fnmatch.fnmatchcase(p, pattern)))
+            paths = [p for p in paths if p in chosen]
+        if only:
+            paths = [p for p in paths if any(fnmatch.fnmatchcase(p, g) for g in only)]
+        return [self.files[p] for p in paths]
+
+    def total_size(self, entries: Iterable[FileEntry]) -> int | None:
+        """Sum of the sizes, or None when any is unknown."""
+        total = 0
+        for e in entries:
+            if e.integrity.size is None:
+                return None
+            total += e.integrity.size
+        return total
+
+
+# --- parsing -------------------------------------------------------------
+
+
+class _Lines:
+    """Line numbers of keys in a composed YAML document."""
+
+    def __init__(self, node: yaml.Node | None, source: str) -> None:
+        self.node = node
+        self.source = source
+
+    def of(self, *keys: str) -> int | None:
+        node = self.node
+        line = None
+        for key in keys:
+            if not isinstance(node, yaml.MappingNode):
+                return line
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == key:
+                    line = k.start_mark.line + 1
+                    node = v
+                    break
+            else:
+                return line
+        return line
+
+    def check_duplicates(self, node: yaml.Node | None = None) -> None:
+        node = self.node if node is None else node
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in seen:
+                        raise ManifestError(f"duplicate key {k.value!r}", self.source, k.start_mark.line + 1)
+                    seen.add(k.value)
+                self.check_duplicates(v)
+        elif isinstance(node, yaml.SequenceNode):
+            for v in node.value:
+                self.check_duplicates(v)
+
+
+def _hint(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+class _Parser:
+    def __init__(self, text: str, source: Path) -> None:
+        self.source = source
+        self.where = str(source)
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ManifestError(f"not valid YAML: {problem}", self.where, line) from None
+        self.lines = _Lines(node, self.where)
+        self.lines.check_duplicates()
+
+    def fail(self, message: str, *keys: str) -> ManifestError:
+        return ManifestError(message, self.where, self.lines.of(*keys))
+
+    def mapping(self, value: Any, what: str, *keys: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(f"{what} must be a mapping, not {type(value).__name__}", *keys)
+        for k in value:
+            if not isinstance(k, str):
+                raise self.fail(f"{what} has a non-string key {k!r}", *keys)
+        return value
+
+    def known(self, value: dict[str, Any], allowed: Sequence[str], what: str, *keys: str) -> None:
+        for k in value:
+            if k not in allowed:
+                raise self.fail(f"unknown key `{k}` in {what}{_hint(k, allowed)}", *keys, k)
+
+    def string(self, value: Any, what: str, *keys: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"{what} must be a non-empty string", *keys)
+        return value
+
+    def rel_path(self, value: Any, what: str, *keys: str) -> str:
+        text = self.string(value, what, *keys)
+        problem = path_problem(text)
+        if problem:
+            raise self.fail(f"{what} {text!r} {problem}", *keys)
+        return text
+
+    def url(self, value: Any, what: str, *keys: str) -> str:
+        text = self.string(value, what, *keys).strip()
+        if not text.startswith(URL_SCHEMES):
+            raise self.fail(f"{what} {text!r} must start with https://, http:// or file://", *keys)
+        return text
+
+    def urls(self, entry: dict[str, Any], what: str, *keys: str) -> tuple[str, ...]:
+        if "url" in entry and "urls" in entry:
+            raise self.fail(f"{what} has both `url` and `urls`; use one", *keys)
+        if "url" in entry:
+            return (self.url(entry["url"], "url", *keys, "url"),)
+        listed = entry.get("urls")
+        if not isinstance(listed, list) or not listed:
+            raise self.fail(f"{what}: `urls` must be a non-empty list", *keys, "urls")
+        return tuple(self.url(u, "url", *keys, "urls") for u in listed)
+
+    def integrity(self, entry: dict[str, Any], *keys: str) -> Integrity:
+        hashes: dict[str, str] = {}
+        for algo in ALGORITHMS:
+            if algo in entry:
+                value = entry[algo]
+                if not isinstance(value, str) or not is_hex_digest(algo, value.strip()):
+                    raise self.fail(
+                        f"`{algo}` must be {ALGORITHMS[algo]} hex digits, got {value!r}", *keys, algo
+                    )
+                hashes[algo] = value.strip().lower()
+        size = entry.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise self.fail(f"`size` must be a whole number of bytes, got {size!r}", *keys, "size")
+        return Integrity(hashes, size)
+
+    def parse(self) -> Manifest:
+        data = self.mapping(self.data, "the manifest")
+        if not data:
+            raise self.fail("the manifest is empty; it needs at least `ckptfetch: 1`, `name` and `files`")
+        self.known(data, TOP_KEYS, "the manifest")
+        version = data.get("ckptfetch")
+        if version is None:
+            raise self.fail("missing `ckptfetch: 1` (the format version)")
+        if version != FORMAT_VERSION:
+            raise self.fail(f"unsupported format version {version!r}; this ckptfetch reads version 1", "ckptfetch")
+        name = self.string(data.get("name"), "`name`", "name")
+        if not NAME_RE.match(name):
+            raise self.fail(f"`name` {name!r} must match [a-z0-9][a-z0-9._-]*", "name")
+        stem = manifest_stem(self.source)
+        if stem != name:
+            raise self.fail(f"`name` {name!r} must equal the file name's stem {stem!r}", "name")
+        root = data.get("root", "models")
+        root = self.string(root, "`root`", "root")
+        for key in ("description", "homepage"):
+            if key in data and not isinstance(data[key], str):
+                raise self.fail(f"`{key}` must be a string", key)
+
+        archives: dict[str, Archive] = {}
+        for aname, raw in self.mapping(data.get("archives"), "`archives`", "archives").items():
+            entry = self.mapping(raw, f"archive {aname!r}", "archives", aname)
+            self.known(entry, ARCHIVE_KEYS, f"archive {aname!r}", "archives", aname)
+            fmt = entry.get("format")
+            if fmt is not None and fmt not in ARCHIVE_FORMATS:
+                raise self.fail(
+                    f"archive format {fmt!r} is not one of {', '.join(ARCHIVE_FORMATS)}{_hint(str(fmt), ARCHIVE_FORMATS)}",
+                    "archives", aname, "format",
+                )
+            archives[aname] = Archive(
+                aname, self.urls(entry, f"archive {aname!r}", "archives", aname),
+                self.integrity(entry, "archives", aname), fmt,
+            )
+
+        files: dict[str, FileEntry] = {}
+        raw_files = self.mapping(data.get("files"), "`files`", "files")
+        if not raw_files:
+            raise self.fail("`files` is missing or empty", "files")
+        members_seen: dict[tuple[str, str], str] = {}
+        for fpath, raw in raw_files.items():
+            keys = ("files", fpath)
+            self.rel_path(fpath, "target path", *keys)
+            entry = self.mapping(raw, f"file {fpath!r}", *keys)
+            self.known(entry, FILE_KEYS, f"file {fpath!r}", *keys)
+            sources = [k for k in ("url", "urls", "archive", "manual") if k in entry]
+            if "url" in entry and "urls" in entry:
+                sources.remove("urls")
+            if len(sources) != 1:
+                found = ", ".join(f"`{s}`" for s in sources) or "none"
+                raise self.fail(
+                    f"file {fpath!r} needs exactly one source (`url`, `urls`, `archive` + `member` or `manual`); found {found}",
+                    *keys,
+                )
+            integrity = self.integrity(entry, *keys)
+            if "archive" in entry:
+                aname = self.string(entry["archive"], "`archive`", *keys, "archive")
+                if aname not in archives:
+                    raise self.fail(
+                        f"file {fpath!r} names archive {aname!r}, which `archives` does not define{_hint(aname, archives)}",
+                        *keys, "archive",
+                    )
+                if "member" not in entry:
+                    raise self.fail(f"file {fpath!r} has `archive` but no `member`", *keys)
+                member = self.rel_path(entry["member"], "member", *keys, "member")
+                if (aname, member) in members_seen:
+                    raise self.fail(
+                        f"member {member!r} of archive {aname!r} is already taken by {members_seen[aname, member]!r}",
+                        *keys, "member",
+                    )
+                members_seen[aname, member] = fpath
+                files[fpath] = FileEntry(fpath, integrity, archive=aname, member=member)
+            elif "member" in entry:
+                raise self.fail(f"file {fpath!r} has `member` but no `archive`", *keys, "member")
+            elif "manual" in entry:
+                text = self.string(entry["manual"], "`manual`", *keys, "manual")
+                files[fpath] = FileEntry(fpath, integrity, manual=text)
+            else:
+                files[fpath] = FileEntry(fpath, integrity, urls=self.urls(entry, f"file {fpath!r}", *keys))
+        _check_path_clashes(files, self)
+
+        variants: dict[str, tuple[str, ...]] = {}
+        for vname, raw in self.mapping(data.get("variants"), "`variants`", "variants").items():
+            patterns = [raw] if isinstance(raw, str) else raw
+            if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
+                raise self.fail(f"variant {vname!r} must be a list of paths or glob patterns", "variants", vname)
+            for p in patterns:
+                if not any(fnmatch.fnmatchcase(f, p) for f in files):
+                    raise self.fail(f"variant {vname!r}: {p!r} matches no file{_hint(p, files)}", "variants", vname)
+            variants[vname] = tuple(patterns)
+
+        return Manifest(
+            name=name, source=self.source, files=files, archives=archives, variants=variants, root=root,
+            description=str(data.get("description", "")), homepage=str(data.get("homepage", "")),
+        )
+
+
+def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:
+    """A target may not also be a directory of another target."""
+    paths = set(files)
+    for p in files:
+        for parent in PurePosixPath(p).parents:
+            if str(parent) in paths:
+                raise parser.fail(f"target {str(parent)!r} is a file but also the folder of {p!r}", "files", p)
+
+
+def path_problem(text: str) -> str | None:
+    """Why `text` is not a safe relative POSIX path, or None when it is."""
+    if "\\" in text:
+        return "contains a backslash; use forward slashes"
+    if text.startswith("/"):
+        return "is absolute; paths are relative to the destination"
+    if re.match(r"^[A-Za-z]:", text):
+        return "has a drive letter; paths are relative to the destination"
+    if any(ord(c) < 32 or c == "\x7f" for c in text):
+        return "contains a control character"
+    parts = text.split("/")
+    if any(part == ".." for part in parts):
+        return "contains `..`"
+    if any(part in ("", ".") for part in parts):
+        return "has an empty or `.` component"
+    if parts[0] == ".ckptfetch":
+        return "is inside .ckptfetch/, which ckptfetch reserves for its records"
+    return None
+
+
+def manifest_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Parse and validate the manifest file at `path`."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError("no such manifest file", str(source)) from None
+    except UnicodeDecodeError:
+        raise ManifestError("not UTF-8 text", str(source)) from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read: {exc.strerror}", str(source)) from None
+    return _Parser(text, source).parse()
+
+
+# --- discovery -------------------------------------------------------------
+
+
+def bundled_dir() -> Path:
+    """The manifests shipped inside the installed package."""
+    return Path(__file__).resolve().parent / "manifests"
+
+
+def search_dirs() -> list[Path]:
+    """Where manifests are looked for, in order (SPEC §2)."""
+    dirs: list[Path] = []
+    env = os.environ.get("CKPTFETCH_MANIFESTS", "")
+    dirs.extend(Path(d) for d in env.split(os.pathsep) if d)
+    dirs.append(Path.cwd() / "manifests")
+    dirs.append(bundled_dir())
+    # Running from a source checkout without installing: the repo's manifests/.
+    repo = Path(__file__).resolve().parents[2] / "manifests"
+    if repo.is_dir() and repo not in dirs:
+        dirs.append(repo)
+    return dirs
+
+
+def iter_manifest_files() -> Iterator[Path]:
+    """Every manifest file found, first occurrence of a name wins."""
+    seen: set[str] = set()
+    for d in search_dirs():
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if p.suffix in (".yaml", ".yml") and not p.name.endswith((".lock.yaml", ".lock.yml")):
+                stem = manifest_stem(p)
+                if stem not in seen:
+                    seen.add(stem)
+                    yield p
+
+
+def find_manifest(name_or_path: str) -> Path:
+    """Resolve a manifest name or a path to a manifest file."""
+    p = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path or "/" in name_or_path:
+        if p.is_file():
+            return p
+        raise ManifestError("no such manifest file", name_or_path)
+    for found in iter_manifest_files():
+        if manifest_stem(found) == name_or_path:
+            return found
+    names = [manifest_stem(f) for f in iter_manifest_files()]
+    raise ManifestError(
+        f"no manifest named {name_or_path!r}{_hint(name_or_path, names)}; "
+        f"known: {', '.join(names) or 'none'}. Give a path to a .yaml file, or add its folder to CKPTFETCH_MANIFESTS."
+    )
+
+
+def resolve_manifest(name_or_path: str) -> Manifest:
+    """Find and load a manifest by name or path."""
+    return load_manifest(find_manifest(name_or_path))

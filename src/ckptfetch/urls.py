@@ -1,0 +1,68 @@
+"""URL helpers: mirror rewriting and redaction of secrets for display."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import UsageError
+
+_SECRET_PARAMS = re.compile(r"(token|key|secret|signature|sig|password|passwd|auth|credential)", re.IGNORECASE)
+
+Mirror = tuple[str, str]
+
+
+def redact(url: str) -> str:
+    """`url` safe to print: no `user:pass@`, secret-looking query values hidden.
+
+    >>> redact("https://u:p@host/x?token=abc&a=1")
+    'https://***@host/x?token=***&a=1'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unprintable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_PARAMS.search(k) for k, _ in pairs):
+            query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*/:")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def parse_mirrors(specs: Iterable[str]) -> list[Mirror]:
+    """`FROM=TO` strings as (from, to) pairs; a malformed one is a usage error."""
+    mirrors: list[Mirror] = []
+    for spec in specs:
+        spec = spec.strip()
+        if not spec:
+            continue
+        if "=" not in spec:
+            raise UsageError(f"--mirror {spec!r} must look like FROM=TO, e.g. https://=http://127.0.0.1:8000/")
+        src, dst = spec.split("=", 1)
+        if not src or not dst:
+            raise UsageError(f"--mirror {spec!r} must look like FROM=TO with both sides non-empty")
+        mirrors.append((src, dst))
+    return mirrors
+
+
+def env_mirrors() -> list[Mirror]:
+    """Mirrors from CKPTFETCH_MIRRORS (newline or `;` separated)."""
+    raw = os.environ.get("CKPTFETCH_MIRRORS", "")
+    return parse_mirrors(re.split(r"[;\n]", raw))
+
+
+def candidates(urls: Sequence[str], mirrors: Sequence[Mirror]) -> list[str]:
+    """URLs to try in order: each mirror rewrite first, then the originals."""
+    out: list[str] = []
+    for url in urls:
+        for src, dst in mirrors:
+            if url.startswith(src):
+                out.append(dst + url[len(src):])
+    out.extend(urls)
+    return list(dict.fromkeys(out))
