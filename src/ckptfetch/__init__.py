@@ -25,7 +25,13 @@ _LAZY = {
 if TYPE_CHECKING:
     from .api import FetchResult, VerifyResult, fetch, plan, verify
     from .errors import (
-        CkptfetchError, DownloadError, HashMismatch, Interrupted, ManifestError, UnsafeArchive, UsageError,
+        CkptfetchError,
+        DownloadError,
+        HashMismatch,
+        Interrupted,
+        ManifestError,
+        UnsafeArchive,
+        UsageError,
     )
     from .manifest import Manifest, load_manifest
 

@@ -144,7 +144,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
         out.print(f"homepage: {m.homepage}", markup=False)
     out.print(f"manifest: {m.source}", markup=False)
     out.print(f"root:     {m.root}  (state checked in {root})", markup=False)
-    for v, patterns in m.variants.items():
+    for v, _patterns in m.variants.items():
         out.print(f"variant {v}: {len(m.select([v]))} files", markup=False)
     styles = {"installed": "green", "missing": "yellow", "corrupt": "red"}
     for f in files:

@@ -205,7 +205,7 @@ def _extract_zip(path: Path, by_name: dict[str, Wanted], label: str, cancel: thr
 def _check_overlaps(infos: list[zipfile.ZipInfo], label: str) -> None:
     """Zip entries whose data overlap are a known bomb construction."""
     spans = sorted((i.header_offset, i.header_offset + 30 + len(i.filename.encode()) + i.compress_size) for i in infos)
-    for (a_start, a_end), (b_start, _) in zip(spans, spans[1:]):
+    for (a_start, a_end), (b_start, _) in zip(spans, spans[1:], strict=False):
         if b_start < a_end and b_start != a_start:
             raise UnsafeArchive(f"{label}: zip entries overlap each other (a zip bomb construction); refused")
         if b_start == a_start:

@@ -221,6 +221,7 @@ class _Job:
     def run(self) -> dict[str, str]:
         failures = 0
         fresh_restarts = 0
+        best = 0  # most bytes ever held: progress only counts when this grows
         while True:
             if self.settings.cancel.is_set():
                 raise Interrupted("interrupted; partial files were kept so the next run resumes")
@@ -233,7 +234,11 @@ class _Job:
                     raise DownloadError(f"{self.label}: {self.shown} keeps changing under us; giving up.") from None
                 continue
             except _Retry as exc:
-                failures = 0 if exc.progressed else failures + 1
+                have = self.partial.stat().st_size if self.partial.exists() else 0
+                if exc.progressed and have > best:
+                    best, failures = have, 0
+                else:
+                    failures += 1
                 if failures > self.settings.retries:
                     raise DownloadError(
                         f"{self.label}: giving up on {self.shown} after {failures} failed attempts: {exc}. "
@@ -335,7 +340,7 @@ class _Job:
                 raise _Restart()
             if status >= 400 or status not in (200, 206):
                 self._raise_for_status(resp)
-            if _is_html(resp) and not self.target.suffix.lower() in (".html", ".htm"):
+            if _is_html(resp) and self.target.suffix.lower() not in (".html", ".htm"):
                 raise DownloadError(
                     f"{self.label}: {self.shown} answered with an HTML page instead of the file "
                     "(often a login, quota or error page). Nothing was written to the target; "

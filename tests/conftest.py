@@ -1,0 +1,63 @@
+"""Shared fixtures: a real local HTTP server, fast engine settings, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ckptfetch.download import Settings
+
+from .httpserver import TestServer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def server() -> Iterator[TestServer]:
+    with TestServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Engine settings with tiny backoffs and short timeouts."""
+    return Settings(retries=4, backoff=0.01, backoff_max=0.05, retry_after_max=1.5, connect_timeout=2, read_timeout=1.0)
+
+
+def blob(n: int, seed: int = 0) -> bytes:
+    """`n` deterministic pseudo-random bytes."""
+    out = bytearray()
+    counter = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:n])
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CKPTFETCH_")}
+    env.update({"CKPTFETCH_BACKOFF": "0.01", "CKPTFETCH_TIMEOUT": "2", "CKPTFETCH_RETRIES": "4", "NO_COLOR": "1"})
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real `ckptfetch` command in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "ckptfetch", *args], cwd=cwd, env=env or cli_env(), capture_output=True,
+        text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
