@@ -9,6 +9,7 @@ True
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -389,15 +390,18 @@ def fetch(
             run.done(FileOutcome(e.path, "manual", e.integrity.size, "manual",
                                  error=f"{e.path} must be fetched by hand", manual=e.manual))
 
-    tasks: list[Callable[[], None]] = []
+    # Archives first: they are usually the largest and yield several files.
     by_archive: dict[str, list[FileEntry]] = {}
+    singles: list[FileEntry] = []
     for item in p.to_fetch:
         if item.entry.archive:
             by_archive.setdefault(item.entry.archive, []).append(item.entry)
         else:
-            tasks.append(lambda e=item.entry: run.fetch_url(e))
-    for name, entries in by_archive.items():
-        tasks.insert(0, lambda a=m.archives[name], es=entries: run.fetch_archive(a, es))
+            singles.append(item.entry)
+    tasks: list[Callable[[], None]] = [
+        functools.partial(run.fetch_archive, m.archives[name], entries) for name, entries in by_archive.items()
+    ]
+    tasks += [functools.partial(run.fetch_url, e) for e in singles]
 
     try:
         _run_all(tasks, jobs, settings.cancel)

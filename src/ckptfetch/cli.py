@@ -120,7 +120,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     m = resolve_manifest(name)
     root = Path(dest or m.root)
     cache = VerifiedCache(root) if (root / ".ckptfetch").is_dir() else None
-    files = []
+    files: list[dict[str, Any]] = []
     for e in m.files.values():
         status, detail = check_file(root, e.path, e.integrity.hashes, e.integrity.size, cache)
         state = {"OK": "installed", "MISSING": "missing", "FAILED": "corrupt"}[status]

@@ -190,7 +190,8 @@ def _extract_zip(path: Path, by_name: dict[str, Wanted], label: str, cancel: thr
                     raise UnsafeArchive(f"{w.label}: member {w.member!r} appears {len(found)} times in {label}; refused")
                 info = found[0]
                 mode = (info.external_attr >> 16) & 0xFFFF
-                if info.is_dir() or (mode and not stat.S_ISREG(mode)):
+                # Many zips carry permission bits only (no file type): those are regular files.
+                if info.is_dir() or (stat.S_IFMT(mode) and not stat.S_ISREG(mode)):
                     raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} is not a regular file (a link or special file); refused")
                 if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
                     raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} compresses {info.file_size // info.compress_size}:1, like a decompression bomb; refused")

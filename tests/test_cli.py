@@ -1,0 +1,232 @@
+"""The public CLI: exit codes, messages, Ctrl-C, several processes at once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ckptfetch.cli import cli
+
+from .conftest import REPO, blob, cli_env, md5, run_cli
+from .httpserver import TestServer
+
+
+def manifest(tmp_path: Path, files: dict[str, dict[str, object]], name: str = "demo") -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump({"ckptfetch": 1, "name": name, "files": files}))
+    return p
+
+
+def test_version_and_help() -> None:
+    r = run_cli("--version")
+    assert r.returncode == 0 and "0.1.0" in r.stdout
+    for cmd in ("", "list", "show", "get", "verify"):
+        r = run_cli(*([cmd] if cmd else []), "--help")
+        assert r.returncode == 0 and "Usage:" in r.stdout, cmd
+
+
+def test_every_command_and_option_has_help() -> None:
+    for name, command in cli.commands.items():  # type: ignore[attr-defined]
+        assert command.help, name
+        for param in command.params:
+            if getattr(param, "param_type_name", "") == "option":
+                assert param.help, f"{name} {param.name}"
+
+
+def test_list_and_show_bundled_sam_pt() -> None:
+    r = run_cli("list")
+    assert r.returncode == 0 and "sam-pt" in r.stdout and "25 files" in r.stdout
+    r = run_cli("show", "sam-pt")
+    assert r.returncode == 0
+    seed = REPO.parent / "shared" / "seeds" / "001_a54cfd18e2fa8c26.txt"
+    text = seed.read_text() if seed.exists() else (REPO / "manifests" / "sam-pt.yaml").read_text()
+    import re
+
+    for digest, path in re.findall(r"^([0-9a-f]{32})  models/(\S+)$", text, re.MULTILINE):
+        assert path in r.stdout and f"md5: {digest}" in r.stdout
+    doc = json.loads(run_cli("show", "sam-pt", "--json").stdout)
+    assert len(doc["files"]) == 25
+
+
+def test_bundled_manifests_are_found_from_anywhere(tmp_path: Path) -> None:
+    r = run_cli("get", "sam-pt", "--minimal", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0 and "2 to fetch" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["get", "no-such-manifest"], 2, "no manifest named"),
+        (["get", "sam-pt", "--variant", "minimall"], 2, "did you mean `minimal`"),
+        (["get", "sam-pt", "--jobs", "0"], 2, ""),
+        (["get"], 2, "Missing argument"),
+        (["frobnicate"], 2, "No such command"),
+        (["get", "sam-pt", "--mirror", "nonsense"], 2, "FROM=TO"),
+        (["verify", "nowhere"], 2, "does not exist"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_manifest_error_names_file_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("ckptfetch: 1\nname: bad\nfiles:\n  a.bin:\n    url: https://example.org/a\n    md55: abc\n")
+    r = run_cli("get", str(p))
+    assert r.returncode == 2
+    assert f"{p}:6:" in r.stderr and "did you mean `md5`" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_dead_url_exits_1_with_a_clear_message(server: TestServer, tmp_path: Path) -> None:
+    good = blob(1000)
+    server.add("/good.bin", good)
+    m = manifest(tmp_path, {
+        "good.bin": {"url": server.url + "/good.bin", "md5": md5(good)},
+        "gone.bin": {"url": server.url + "/gone.bin"},
+    })
+    r = run_cli("get", str(m), "--dest", str(tmp_path / "out"))
+    assert r.returncode == 1
+    assert "HTTP 404" in r.stderr and server.url + "/gone.bin" in r.stderr
+    assert (tmp_path / "out/good.bin").read_bytes() == good
+    assert not (tmp_path / "out/gone.bin").exists()
+    assert "Traceback" not in r.stderr
+
+
+def test_hash_mismatch_exits_1_naming_digests(server: TestServer, tmp_path: Path) -> None:
+    data = blob(1000)
+    server.add("/f.bin", data)
+    m = manifest(tmp_path, {"f.bin": {"url": server.url + "/f.bin", "md5": "0" * 32}})
+    r = run_cli("get", str(m), "--dest", str(tmp_path / "out"))
+    assert r.returncode == 1
+    assert "0" * 32 in r.stderr and md5(data) in r.stderr and "/f.bin" in r.stderr
+    assert not (tmp_path / "out/f.bin").exists()
+
+
+def test_manual_entry(tmp_path: Path) -> None:
+    m = manifest(tmp_path, {"hand.pt": {"manual": "Download it from the project page.", "md5": md5(b"ok")}})
+    dest = tmp_path / "out"
+    r = run_cli("get", str(m), "--dest", str(dest))
+    assert r.returncode == 1 and "Download it from the project page." in r.stderr
+    dest.mkdir(exist_ok=True)
+    (dest / "hand.pt").write_bytes(b"ok")
+    assert run_cli("get", str(m), "--dest", str(dest)).returncode == 0
+    assert run_cli("verify", str(dest)).returncode == 0
+
+
+def _settled_bytes(server: TestServer, path: str) -> int:
+    """bytes_sent once the server has noticed a dead client and stopped writing."""
+    last = -1
+    while (now := server.bytes_sent(path)) != last:
+        last = now
+        time.sleep(0.3)
+    return now
+
+
+def _wait_for_partial(dest: Path, timeout: float = 20) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [p for p in dest.rglob("*.ckptfetch-partial") if p.stat().st_size > 0]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError("no partial file appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_and_the_next_run_resumes(server: TestServer, tmp_path: Path, sig: signal.Signals) -> None:
+    size = 6 << 20
+    data = blob(size)
+    server.add("/big.bin", data)
+    server.rate = 4 << 20
+    m = manifest(tmp_path, {"big.bin": {"url": server.url + "/big.bin", "md5": md5(data)}})
+    dest = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(dest)],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_partial(dest)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not (dest / "big.bin").exists()
+    kept = (dest / "big.bin.ckptfetch-partial").stat().st_size
+    assert kept > 0
+    server.rate = None
+    sent = _settled_bytes(server, "/big.bin")
+    r = run_cli("get", str(m), "--dest", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert (dest / "big.bin").read_bytes() == data
+    assert server.bytes_sent("/big.bin") - sent == size - kept
+
+
+def test_kill_9_then_resume(server: TestServer, tmp_path: Path) -> None:
+    size = 6 << 20
+    data = blob(size)
+    server.add("/big.bin", data)
+    server.rate = 4 << 20
+    m = manifest(tmp_path, {"big.bin": {"url": server.url + "/big.bin", "md5": md5(data)}})
+    dest = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(dest)],
+                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_partial(dest)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    kept = (dest / "big.bin.ckptfetch-partial").stat().st_size
+    server.rate = None
+    sent = _settled_bytes(server, "/big.bin")
+    r = run_cli("get", str(m), "--dest", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert (dest / "big.bin").read_bytes() == data
+    assert server.bytes_sent("/big.bin") - sent <= size - kept
+
+
+def test_many_processes_at_once_fetch_each_file_once(server: TestServer, tmp_path: Path) -> None:
+    files = {}
+    for i in range(6):
+        data = blob(300_000 + i, seed=i)
+        server.add(f"/f{i}.bin", data)
+        files[f"d{i % 2}/f{i}.bin"] = {"url": f"{server.url}/f{i}.bin", "md5": md5(data)}
+    server.delay = 0.2
+    server.rate = 2 << 20
+    m = manifest(tmp_path, files)
+    dest = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(dest), "--jobs", "3"],
+                              env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    for i in range(6):
+        assert server.hits(f"/f{i}.bin") == 1, f"f{i}.bin crossed the network {server.hits(f'/f{i}.bin')} times"
+    assert run_cli("verify", str(dest)).returncode == 0
+    assert not list(dest.rglob("*.ckptfetch-partial*"))
+
+
+def test_no_progress_output_off_a_terminal(server: TestServer, tmp_path: Path) -> None:
+    data = blob(100_000)
+    server.add("/f.bin", data)
+    m = manifest(tmp_path, {"f.bin": {"url": server.url + "/f.bin", "md5": md5(data)}})
+    r = run_cli("get", str(m), "--dest", str(tmp_path / "out"))
+    assert r.returncode == 0
+    assert "\r" not in r.stderr and "it/s" not in r.stderr and "B/s" not in r.stderr
+
+
+def test_mirrors_from_the_environment(server: TestServer, tmp_path: Path) -> None:
+    data = blob(5000)
+    server.add("/example.invalid/f.bin", data)
+    m = manifest(tmp_path, {"f.bin": {"url": "https://example.invalid/f.bin", "md5": md5(data)}})
+    r = run_cli("get", str(m), "--dest", str(tmp_path / "out"), env=cli_env(CKPTFETCH_MIRRORS=f"https://={server.url}/"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out/f.bin").read_bytes() == data
