@@ -274,6 +274,7 @@ class _Run:
                 raise
             except CkptfetchError as exc:
                 self.reporter.finish(e.path, False)
+                _prune_empty_dirs(self.dest, e.path)
                 self.done(FileOutcome(e.path, "failed", e.integrity.size, "url", error=str(exc)))
                 return
             self.reporter.finish(e.path, True)
@@ -326,6 +327,7 @@ class _Run:
                         cached.unlink(missing_ok=True)
                         continue
                     for e in todo:
+                        _prune_empty_dirs(self.dest, e.path)
                         self.done(FileOutcome(e.path, "failed", e.integrity.size, "archive", error=str(exc)))
                     return
             for e in todo:
@@ -340,6 +342,17 @@ class _Run:
             members = [f for f in m.files.values() if f.archive == archive.name]
             if all(check_file(self.dest, f.path, f.integrity.hashes, f.integrity.size, self.cache)[0] == "OK" for f in members):
                 cached.unlink(missing_ok=True)
+
+
+def _prune_empty_dirs(dest: Path, rel: str) -> None:
+    """Remove the folders of `rel` under `dest` that a failed fetch left empty."""
+    parent = (dest / rel).parent
+    while parent != dest and dest in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+        parent = parent.parent
 
 
 def fetch(

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
@@ -145,8 +145,12 @@ def _discard(*paths: Path) -> None:
             pass
 
 
+Candidate = Union[str, tuple[str, Mapping[str, str]]]
+"""A URL to try, optionally with headers for it alone (e.g. a token for one host)."""
+
+
 def download(
-    urls: Sequence[str],
+    urls: Sequence[Candidate],
     target: Path,
     *,
     hashes: Mapping[str, str] | None = None,
@@ -160,6 +164,7 @@ def download(
 ) -> dict[str, str]:
     """Download the first URL of `urls` that yields the right bytes to `target`.
 
+    Each of `urls` is a URL or a (URL, headers) pair; `headers` apply to all.
     Returns the hex digests computed on the way (every algorithm in `hashes`
     plus `algorithms`). Raises `HashMismatch` or `DownloadError` when no URL
     gives verified bytes, and `Interrupted` when `settings.cancel` is set.
@@ -175,9 +180,10 @@ def download(
     algos = list(dict.fromkeys([*hashes, *algorithms]))
     errors: list[DownloadError] = []
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        for url in urls:
-            job = _Job(url, target, hashes, size, algos, session, settings, reporter, label, dict(headers or {}))
+        for candidate in urls:
+            url, extra = (candidate, {}) if isinstance(candidate, str) else candidate
+            job = _Job(url, target, hashes, size, algos, session, settings, reporter, label,
+                       {**(headers or {}), **extra})
             try:
                 return job.run()
             except DownloadError as exc:
@@ -240,9 +246,10 @@ class _Job:
                 else:
                     failures += 1
                 if failures > self.settings.retries:
+                    again = ("Run the same command again to resume." if self.partial.exists()
+                             else "Check the network (or use --mirror), then run the same command again.")
                     raise DownloadError(
-                        f"{self.label}: giving up on {self.shown} after {failures} failed attempts: {exc}. "
-                        "Run the same command again to resume."
+                        f"{self.label}: giving up on {self.shown} after {failures} failed attempts: {exc}. {again}"
                     ) from None
                 wait = self._backoff(failures, exc.wait)
                 self.reporter.note(self.label, f"{exc}; retrying in {wait:.1f}s")
@@ -360,6 +367,7 @@ class _Job:
                     "Nothing was written to the target."
                 )
             new_validator = if_range_validator(resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+            self.target.parent.mkdir(parents=True, exist_ok=True)
             _Sidecar(self.url, new_validator, total, self.expect).save(self.sidecar_path)
             hasher = self._hash_prefix(offset, into=True) if offset else MultiHasher(self.algos)
             if not isinstance(hasher, MultiHasher):  # pragma: no cover - typing aid
@@ -467,6 +475,7 @@ class _Job:
             self.reporter.start(self.label, total, 0)
             self.started = True
             try:
+                self.target.parent.mkdir(parents=True, exist_ok=True)
                 with open(self.partial, "wb") as f:
                     while chunk := src.read(self.settings.chunk_size):
                         if self.settings.cancel.is_set():
