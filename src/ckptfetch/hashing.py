@@ -6,7 +6,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 ALGORITHMS: dict[str, int] = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 """Supported algorithms and the length of their hex digests."""
@@ -89,3 +89,63 @@ def file_digest_matches(path: Path, hashes: Mapping[str, str], size: int | None)
     if not hashes:
         return path.is_file()
     return first_mismatch(hashes, hash_file(path, hashes)) is None
+
+
+class ThreadedHasher:
+    """Hashes on background threads (one per algorithm) so hashing overlaps I/O.
+
+    hashlib releases the GIL on large buffers, so the socket reader, the file
+    writer and each hash run on their own core. At most `max_pending` bytes
+    wait in the queues, so memory stays flat.
+
+    >>> h = ThreadedHasher(["md5"]); h.update(b"abc"); h.hexdigests()["md5"]
+    '900150983cd24fb0d6963f7d28e17f72'
+    """
+
+    def __init__(self, algorithms: Iterable[str], base: MultiHasher | None = None, max_pending: int = 8 << 20) -> None:
+        import queue
+        import threading
+
+        names = list(dict.fromkeys(algorithms))
+        if base is not None:
+            # Continue from a hasher already fed with a prefix.
+            self._hashes = dict(base._hashes)
+            self.count = base.count
+        else:
+            self._hashes = {name: hashlib.new(name) for name in names}
+            self.count = 0
+        slots = max(2, max_pending // CHUNK)
+        self._queues: list[queue.Queue[bytes | memoryview | None]] = []
+        self._threads: list[threading.Thread] = []
+        self._digests: dict[str, str] | None = None
+        for name, h in self._hashes.items():
+            q: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=slots)
+            t = threading.Thread(target=self._run, args=(h, q), name=f"hash-{name}", daemon=True)
+            t.start()
+            self._queues.append(q)
+            self._threads.append(t)
+
+    @staticmethod
+    def _run(h: Any, q: Any) -> None:
+        while (item := q.get()) is not None:
+            h.update(item)
+
+    def update(self, data: bytes | memoryview) -> None:
+        """Queue `data` (which must not be modified afterwards) for every hash."""
+        for q in self._queues:
+            q.put(data)
+        self.count += len(data)
+
+    def close(self) -> None:
+        """Stop the threads after the queued data is hashed."""
+        for q in self._queues:
+            q.put(None)
+        for t in self._threads:
+            t.join()
+        self._queues = []
+
+    def hexdigests(self) -> dict[str, str]:
+        if self._digests is None:
+            self.close()
+            self._digests = {name: h.hexdigest() for name, h in self._hashes.items()}
+        return self._digests

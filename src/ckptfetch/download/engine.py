@@ -28,7 +28,7 @@ from requests.adapters import HTTPAdapter
 
 from .. import __version__
 from ..errors import DownloadError, HashMismatch, Interrupted
-from ..hashing import MultiHasher, first_mismatch
+from ..hashing import MultiHasher, ThreadedHasher, first_mismatch
 from ..progress import NullReporter, Reporter
 from ..urls import redact
 from .resume import if_range_validator, is_retryable_status, parse_content_range, retry_after_seconds
@@ -88,6 +88,41 @@ def make_session(pool_size: int = 8) -> requests.Session:
 def partial_paths(target: Path) -> tuple[Path, Path]:
     """The partial file and its sidecar for `target`."""
     return target.with_name(target.name + PARTIAL_SUFFIX), target.with_name(target.name + SIDECAR_SUFFIX)
+
+
+class _Flusher:
+    """Writes dirty pages back while the download runs, so the final fsync is short."""
+
+    def __init__(self, fd: int, every: int = 64 << 20) -> None:
+        self._fd = fd
+        self._every = every
+        self._pending = 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            try:
+                os.fdatasync(self._fd)
+            except OSError:
+                return  # the final fsync reports real errors
+
+    def wrote(self, n: int) -> None:
+        self._pending += n
+        if self._pending >= self._every:
+            self._pending = 0
+            self._wake.set()
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
 
 
 class _Retry(Exception):
@@ -369,13 +404,15 @@ class _Job:
             new_validator = if_range_validator(resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
             self.target.parent.mkdir(parents=True, exist_ok=True)
             _Sidecar(self.url, new_validator, total, self.expect).save(self.sidecar_path)
-            hasher = self._hash_prefix(offset, into=True) if offset else MultiHasher(self.algos)
-            if not isinstance(hasher, MultiHasher):  # pragma: no cover - typing aid
-                raise AssertionError
-            self.reporter.start(self.label, total if total is not None else self.size, offset)
-            self.started = True
-            self._stream(resp, offset, total, hasher)
-            return hasher.hexdigests(), offset > 0
+            prefix = self._hash_prefix(offset, into=True) if offset else None
+            hasher = ThreadedHasher(self.algos, base=prefix)
+            try:
+                self.reporter.start(self.label, total if total is not None else self.size, offset)
+                self.started = True
+                self._stream(resp, offset, total, hasher)
+                return hasher.hexdigests(), offset > 0
+            finally:
+                hasher.close()
 
     def _hash_prefix(self, length: int, into: bool = False) -> Any:
         hasher = MultiHasher(self.algos)
@@ -385,29 +422,34 @@ class _Job:
             raise _Restart()
         return hasher if into else hasher.hexdigests()
 
-    def _stream(self, resp: requests.Response, offset: int, total: int | None, hasher: MultiHasher) -> None:
+    def _stream(self, resp: requests.Response, offset: int, total: int | None, hasher: ThreadedHasher) -> None:
         received = 0
         mode = "r+b" if offset else "wb"
+        cancel = self.settings.cancel
+        advance = self.reporter.advance
         try:
-            with open(self.partial, mode) as f:
+            with open(self.partial, mode, buffering=0) as f:
                 f.seek(offset)
                 f.truncate()
+                flusher = _Flusher(f.fileno())
                 try:
                     for chunk in resp.iter_content(self.settings.chunk_size):
-                        if self.settings.cancel.is_set():
+                        if cancel.is_set():
                             raise Interrupted("interrupted; partial files were kept so the next run resumes")
                         f.write(chunk)
                         hasher.update(chunk)
-                        received += len(chunk)
-                        self.reporter.advance(self.label, len(chunk))
+                        n = len(chunk)
+                        received += n
+                        flusher.wrote(n)
+                        advance(self.label, n)
                         if total is not None and offset + received > total:
                             raise _Restart()
                 except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                         requests.Timeout) as exc:
-                    f.flush()
                     raise _Retry(f"connection lost after {offset + received} bytes ({_reason(exc)})",
                                  progressed=received > 0) from None
-                f.flush()
+                finally:
+                    flusher.close()
                 os.fsync(f.fileno())
         except OSError as exc:
             raise DownloadError(
