@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
@@ -32,6 +32,7 @@ from ..hashing import MultiHasher, ThreadedHasher, first_mismatch
 from ..progress import NullReporter, Reporter
 from ..urls import redact
 from .resume import if_range_validator, is_retryable_status, parse_content_range, retry_after_seconds
+from .segmented import PROBE, FallBack, Hooks, PieceRetry, Segmented, contiguous, plan_pieces
 
 PARTIAL_SUFFIX = ".ckptfetch-partial"
 SIDECAR_SUFFIX = ".ckptfetch-partial.json"
@@ -50,6 +51,8 @@ class Settings:
     connect_timeout: float = 15.0
     read_timeout: float = 60.0
     chunk_size: int = 1 << 20
+    connections: int = 8  # per large file, when the server takes byte ranges
+    per_host: int = 16  # extra connections to one host, across all files
     sleep: Callable[[float], None] = time.sleep
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -60,6 +63,8 @@ class Settings:
         env = os.environ
         if env.get("CKPTFETCH_RETRIES", "").isdigit():
             s.retries = int(env["CKPTFETCH_RETRIES"])
+        if env.get("CKPTFETCH_CONNECTIONS", "").isdigit():
+            s.connections = max(1, int(env["CKPTFETCH_CONNECTIONS"]))
         for key, attr in (("CKPTFETCH_TIMEOUT", "read_timeout"), ("CKPTFETCH_BACKOFF", "backoff")):
             try:
                 setattr(s, attr, float(env[key]))
@@ -138,24 +143,51 @@ class _Restart(Exception):
     """Throw the partial away and start again from byte 0 at once."""
 
 
+class _Again(Exception):
+    """Try again at once, keeping the partial (e.g. after leaving segmented mode)."""
+
+
+_HOST_SLOTS: dict[tuple[str, int], threading.Semaphore] = {}
+_HOST_SLOTS_LOCK = threading.Lock()
+
+
+def _host_slot(url: str, cap: int) -> threading.Semaphore:
+    """The semaphore capping extra connections to the host of `url`."""
+    key = (urlsplit(url).netloc, cap)
+    with _HOST_SLOTS_LOCK:
+        if key not in _HOST_SLOTS:
+            _HOST_SLOTS[key] = threading.BoundedSemaphore(max(1, cap))
+        return _HOST_SLOTS[key]
+
+
 @dataclass
 class _Sidecar:
     url: str
     validator: str | None = None
     total: int | None = None
     expect: dict[str, Any] = field(default_factory=dict)
+    pieces: list[list[int]] | None = None  # [start, end, pos] of a segmented download
 
     @classmethod
     def load(cls, path: Path) -> _Sidecar | None:
         try:
             data = json.loads(path.read_text())
-            return cls(data["url"], data.get("validator"), data.get("total"), data.get("expect", {}))
+            pieces = data.get("pieces")
+            if pieces is not None and not (
+                isinstance(data.get("total"), int)
+                and all(isinstance(p, list) and len(p) == 3 and p[0] <= p[2] <= p[1] for p in pieces)
+            ):
+                return None
+            return cls(data["url"], data.get("validator"), data.get("total"), data.get("expect", {}), pieces)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"url": self.url, "validator": self.validator, "total": self.total, "expect": self.expect}))
+        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
+        doc: dict[str, Any] = {"url": self.url, "validator": self.validator, "total": self.total, "expect": self.expect}
+        if self.pieces is not None:
+            doc["pieces"] = self.pieces
+        tmp.write_text(json.dumps(doc))
         os.replace(tmp, path)
 
 
@@ -180,7 +212,7 @@ def _discard(*paths: Path) -> None:
             pass
 
 
-Candidate = Union[str, tuple[str, Mapping[str, str]]]
+Candidate = str | tuple[str, Mapping[str, str]]
 """A URL to try, optionally with headers for it alone (e.g. a token for one host)."""
 
 
@@ -256,6 +288,7 @@ class _Job:
         self.partial, self.sidecar_path = partial_paths(target)
         self.expect = {"hashes": hashes, "size": size}
         self.started = False
+        self.segments = settings.connections > 1 and not url.startswith("file://")
 
     # -- the retry loop ----------------------------------------------------
 
@@ -268,6 +301,8 @@ class _Job:
                 raise Interrupted("interrupted; partial files were kept so the next run resumes")
             try:
                 digests, resumed = self._attempt()
+            except _Again:
+                continue
             except _Restart:
                 self._reset()
                 fresh_restarts += 1
@@ -362,6 +397,8 @@ class _Job:
         if self.url.startswith("file://"):
             return self._attempt_file(), False
         offset, side = self._resume_state()
+        if side is not None and side.pieces and side.total is not None:
+            return self._segmented(side.total, side.validator, side.pieces, None), True
         if offset and side is not None and side.total == offset:
             # Complete but not yet checked (killed before the rename).
             return self._hash_prefix(offset), True
@@ -375,6 +412,9 @@ class _Job:
             headers["Range"] = f"bytes={offset}-"
             if validator:
                 headers["If-Range"] = validator
+        elif self.segments:
+            # Probe: a server that takes ranges tells the size, and a big file gets pieces.
+            headers["Range"] = f"bytes=0-{PROBE - 1}"
         resp = self._open(headers)
         with resp:
             status = resp.status_code
@@ -389,11 +429,15 @@ class _Job:
                     "check that the URL still points at the file."
                 )
             total = _declared_total(resp, offset)
+            probe_end = None
             if status == 206:
                 cr = parse_content_range(resp.headers.get("Content-Range"))
-                if not offset or cr is None or cr[0] != offset or (side and side.total not in (None, cr[2])):
+                if cr is None or cr[0] != offset or (side and side.total not in (None, cr[2])):
+                    self.segments = False
                     raise _Restart()
                 total = cr[2]
+                if not offset:
+                    probe_end = cr[1] + 1
             else:
                 offset = 0  # 200: the server ignored the range or the validator changed
             if total is not None and self.size is not None and total != self.size:
@@ -403,6 +447,11 @@ class _Job:
                 )
             new_validator = if_range_validator(resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            if probe_end is not None and total is not None and probe_end < total:
+                pieces = plan_pieces(total, self.settings.connections, first_end=probe_end)
+                _discard(self.partial)  # a fresh segmented download starts from an empty partial
+                _Sidecar(self.url, new_validator, total, self.expect, pieces).save(self.sidecar_path)
+                return self._segmented(total, new_validator, pieces, resp), False
             _Sidecar(self.url, new_validator, total, self.expect).save(self.sidecar_path)
             prefix = self._hash_prefix(offset, into=True) if offset else None
             hasher = ThreadedHasher(self.algos, base=prefix)
@@ -413,6 +462,65 @@ class _Job:
                 return hasher.hexdigests(), offset > 0
             finally:
                 hasher.close()
+
+    def _segmented(self, total: int, validator: str | None, pieces: list[list[int]],
+                   first: requests.Response | None) -> dict[str, str]:
+        """Run a segmented download; on FallBack continue on one connection."""
+        fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size != total:
+                os.ftruncate(fd, total)
+            flusher = _Flusher(fd)
+
+            def advance(n: int) -> None:
+                flusher.wrote(n)
+                self.reporter.advance(self.label, n)
+
+            def open_piece(headers: dict[str, str]) -> requests.Response:
+                try:
+                    return self._open({**self.headers, **headers})
+                except _Retry as exc:
+                    raise PieceRetry(str(exc), exc.wait) from None
+
+            def check(resp: requests.Response) -> None:
+                if resp.status_code >= 300:
+                    try:
+                        self._raise_for_status(resp)
+                    except _Retry as exc:
+                        raise PieceRetry(str(exc), exc.wait) from None
+
+            hooks = Hooks(
+                open=open_piece, check_status=check,
+                save=lambda p: _Sidecar(self.url, validator, total, self.expect, p).save(self.sidecar_path),
+                backoff=self._backoff, sleep=self._sleep, advance=advance,
+                slot=lambda: _host_slot(self.url, self.settings.per_host),
+            )
+            done = sum(p[2] - p[0] for p in pieces)
+            self.reporter.start(self.label, total, done)
+            self.started = True
+            seg = Segmented(fd, total, validator, pieces, self.algos, self.settings.connections,
+                            self.settings.retries, self.settings.chunk_size, self.settings.cancel, hooks)
+            try:
+                digests = seg.run(first)
+            except FallBack as exc:
+                keep = contiguous(seg.pieces)
+                os.ftruncate(fd, keep)
+                _Sidecar(self.url, validator, total, self.expect).save(self.sidecar_path)
+                self.reporter.rewind(self.label, sum(p[2] - p[0] for p in seg.pieces) - keep)
+                self.reporter.note(self.label, f"{exc}; continuing on one connection")
+                self.segments = False
+                raise _Again() from None
+            finally:
+                flusher.close()
+            os.fsync(fd)
+            return digests
+        except OSError as exc:
+            raise DownloadError(
+                f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}. "
+                "Free some space or choose another --dest; files already in place were not touched."
+            ) from None
+        finally:
+            os.close(fd)
 
     def _hash_prefix(self, length: int, into: bool = False) -> Any:
         hasher = MultiHasher(self.algos)

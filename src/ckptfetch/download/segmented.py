@@ -1,0 +1,276 @@
+"""One large file over several connections, hashed exactly once.
+
+The file is cut into ordered pieces; workers take the next unfinished piece,
+fetch it with `Range` + `If-Range` and `pwrite` it into one preallocated
+partial file. A hasher thread follows the contiguous written prefix with
+`pread`, so every byte is hashed once, in order, while the rest still
+downloads. Piece positions are saved in the sidecar, so a resume continues each
+piece where it stopped. A server that stops honouring ranges mid-way (or whose
+validator changed) makes the download fall back to one stream from the
+contiguous prefix, where `If-Range` decides between resuming and restarting.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from ..errors import CkptfetchError, DownloadError, Interrupted
+from ..hashing import MultiHasher
+from .resume import parse_content_range
+
+PROBE = 8 << 20  # the first request asks for this much; bigger files get pieces
+MIN_PIECE = 8 << 20
+MAX_PIECE = 64 << 20
+HASH_CHUNK = 4 << 20
+
+
+def piece_size(total: int, connections: int) -> int:
+    """Pieces small enough that every connection gets several, within bounds."""
+    return max(MIN_PIECE, min(MAX_PIECE, total // max(1, connections * 4)))
+
+
+def plan_pieces(total: int, connections: int, first_end: int = 0) -> list[list[int]]:
+    """[start, end, pos] triples covering [0, total); the first may be given."""
+    pieces: list[list[int]] = []
+    start = 0
+    if first_end:
+        pieces.append([0, first_end, 0])
+        start = first_end
+    size = piece_size(total, connections)
+    while start < total:
+        end = min(total, start + size)
+        pieces.append([start, end, start])
+        start = end
+    return pieces
+
+
+class FallBack(Exception):
+    """Ranges stopped working: continue with one stream from the contiguous prefix."""
+
+
+class PieceRetry(Exception):
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+@dataclass
+class Hooks:
+    """What the segmented download needs from its job (the engine's `_Job`)."""
+
+    open: Callable[[dict[str, str]], requests.Response]
+    check_status: Callable[[requests.Response], None]  # raises a retry or an error for non-2xx
+    save: Callable[[list[list[int]]], None]
+    backoff: Callable[[int, float | None], float]
+    sleep: Callable[[float], None]
+    advance: Callable[[int], None]
+    slot: Callable[[], threading.Semaphore]  # the per-host connection cap
+
+
+class Segmented:
+    """Runs the pieces of one file; `run()` returns the digests of the whole file."""
+
+    def __init__(self, fd: int, total: int, validator: str | None, pieces: list[list[int]], algos: list[str],
+                 connections: int, retries: int, chunk_size: int, cancel: threading.Event, hooks: Hooks) -> None:
+        self.fd = fd
+        self.total = total
+        self.validator = validator
+        self.pieces = pieces
+        self.algos = algos
+        self.connections = connections
+        self.retries = retries
+        self.chunk_size = chunk_size
+        self.cancel = cancel
+        self.hooks = hooks
+        self.lock = threading.Condition()
+        self.taken: set[int] = set()
+        self.abort = threading.Event()
+        self.error: BaseException | None = None
+        self.hashed = 0
+        self.hasher = MultiHasher(algos)
+
+    # -- shared state -------------------------------------------------------
+
+    def prefix(self) -> int:
+        """End of the contiguous written prefix."""
+        for _start, end, pos in self.pieces:
+            if pos < end:
+                return pos
+        return self.total
+
+    def _next(self) -> int | None:
+        with self.lock:
+            for i, (_, end, pos) in enumerate(self.pieces):
+                if pos < end and i not in self.taken:
+                    self.taken.add(i)
+                    return i
+        return None
+
+    def _fail(self, exc: BaseException) -> None:
+        with self.lock:
+            if self.error is None or isinstance(exc, Interrupted):
+                self.error = exc
+            self.abort.set()
+            self.lock.notify_all()
+
+    # -- the hasher follows the prefix ------------------------------------------
+
+    def _hash_loop(self) -> None:
+        buf = bytearray(HASH_CHUNK)
+        view = memoryview(buf)
+        while True:
+            with self.lock:
+                while self.prefix() <= self.hashed and not self.abort.is_set() and self.hashed < self.total:
+                    self.lock.wait(0.5)
+                if self.abort.is_set() or self.hashed >= self.total:
+                    return
+                limit = self.prefix()
+            while self.hashed < limit:
+                n = os.preadv(self.fd, [view[: min(HASH_CHUNK, limit - self.hashed)]], self.hashed)
+                if n <= 0:
+                    self._fail(DownloadError("the partial file shrank while downloading"))
+                    return
+                self.hasher.update(view[:n])
+                self.hashed += n
+
+    # -- workers --------------------------------------------------------------------
+
+    def _worker(self, first: requests.Response | None, capped: bool) -> None:
+        """Fetch pieces in order. The first worker always runs; the others
+        take a slot of the per-host cap for each piece."""
+        slot = self.hooks.slot() if capped else None
+        try:
+            if first is not None:
+                self._stream(0, first)
+            while not self.abort.is_set():
+                if slot is not None:
+                    while not slot.acquire(timeout=0.2):
+                        if self.abort.is_set():
+                            return
+                try:
+                    i = self._next()
+                    if i is None:
+                        return
+                    self._piece(i)
+                finally:
+                    if slot is not None:
+                        slot.release()
+        except BaseException as exc:  # noqa: BLE001 - handed to the coordinator
+            self._fail(exc)
+
+    def _piece(self, i: int) -> None:
+        failures = 0
+        best = self.pieces[i][2]
+        while not self.abort.is_set():
+            start, end, pos = self.pieces[i]
+            if pos >= end:
+                return
+            headers = {"Range": f"bytes={pos}-{end - 1}"}
+            if self.validator:
+                headers["If-Range"] = self.validator
+            try:
+                resp = self.hooks.open(headers)
+                with resp:
+                    if resp.status_code in (200, 416):
+                        raise FallBack(f"the server answered {resp.status_code} to a range request")
+                    self.hooks.check_status(resp)
+                    cr = parse_content_range(resp.headers.get("Content-Range"))
+                    if resp.status_code != 206 or cr is None or cr[0] != pos or cr[1] != end - 1 or cr[2] != self.total:
+                        raise FallBack("the server sent a different range than asked")
+                    self._stream(i, resp)
+                return
+            except PieceRetry as exc:
+                now = self.pieces[i][2]
+                if now > best:
+                    best, failures = now, 0
+                else:
+                    failures += 1
+                if failures > self.retries:
+                    raise DownloadError(f"giving up on bytes {now}-{end - 1} after {failures} failed attempts: {exc}") from None
+                self.hooks.sleep(self.hooks.backoff(failures, exc.wait))
+
+    def _stream(self, i: int, resp: requests.Response) -> None:
+        piece = self.pieces[i]
+        try:
+            for chunk in resp.iter_content(self.chunk_size):
+                if self.cancel.is_set():
+                    raise Interrupted("interrupted; partial files were kept so the next run resumes")
+                if self.abort.is_set():
+                    return
+                n = len(chunk)
+                if piece[2] + n > piece[1]:
+                    raise FallBack("the server sent more than the range asked for")
+                os.pwrite(self.fd, chunk, piece[2])
+                with self.lock:
+                    piece[2] += n
+                    self.lock.notify_all()
+                self.hooks.advance(n)
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as exc:
+            raise PieceRetry(f"connection lost ({type(exc).__name__})") from None
+        if piece[2] < piece[1] and not self.abort.is_set():
+            raise PieceRetry("connection closed early")
+
+    # -- the coordinator ----------------------------------------------------------------
+
+    def run(self, first: requests.Response | None) -> dict[str, str]:
+        """Fetch every piece; raises FallBack, Interrupted or DownloadError."""
+        if first is not None:
+            self.taken.add(0)
+        n_workers = min(self.connections, max(1, sum(1 for p in self.pieces if p[2] < p[1])))
+        hasher = threading.Thread(target=self._hash_loop, name="hash-prefix", daemon=True)
+        hasher.start()
+        workers = [threading.Thread(target=self._worker, args=(first if k == 0 else None, k > 0), name=f"piece-{k}",
+                                    daemon=True)
+                   for k in range(n_workers)]
+        for w in workers:
+            w.start()
+        last_save = time.monotonic()
+        try:
+            while any(w.is_alive() for w in workers):
+                for w in workers:
+                    w.join(0.2)
+                if self.cancel.is_set():
+                    self.abort.set()
+                if time.monotonic() - last_save > 1.0:
+                    self._save()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            self.cancel.set()
+            self.abort.set()
+            for w in workers:
+                w.join()
+            raise
+        finally:
+            with self.lock:
+                if self.error is not None or self.cancel.is_set():
+                    self.abort.set()
+                self.lock.notify_all()
+            hasher.join()
+            self._save()
+        if self.cancel.is_set() and not isinstance(self.error, CkptfetchError):
+            raise Interrupted("interrupted; partial files were kept so the next run resumes")
+        if self.error is not None:
+            raise self.error
+        if self.prefix() != self.total or self.hashed != self.total:
+            raise DownloadError("segmented download ended incomplete")
+        return self.hasher.hexdigests()
+
+    def _save(self) -> None:
+        with self.lock:
+            snapshot = [list(p) for p in self.pieces]
+        self.hooks.save(snapshot)
+
+
+def contiguous(pieces: list[list[int]] | Any) -> int:
+    """Length of the written prefix described by saved pieces."""
+    for _start, end, pos in pieces:
+        if pos < end:
+            return int(pos)
+    return int(pieces[-1][1]) if pieces else 0
