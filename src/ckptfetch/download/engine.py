@@ -242,7 +242,7 @@ def download(
     settings = settings or Settings()
     reporter = reporter or NullReporter()
     own_session = session is None
-    session = session or make_session(1)
+    session = session or make_session(settings.connections + 1)
     label = label or target.name
     algos = list(dict.fromkeys([*hashes, *algorithms]))
     errors: list[DownloadError] = []

@@ -148,7 +148,12 @@ class Segmented:
         slot = self.hooks.slot() if capped else None
         try:
             if first is not None:
-                self._stream(0, first)
+                try:
+                    with first:
+                        self._stream(0, first)
+                except PieceRetry:
+                    pass
+                self._piece(0)  # finishes piece 0 if the first response fell short
             while not self.abort.is_set():
                 if slot is not None:
                     while not slot.acquire(timeout=0.2):
