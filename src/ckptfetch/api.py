@@ -8,21 +8,22 @@ True
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CkptfetchError, DownloadError, Interrupted, UsageError
 from .hashing import first_mismatch, hash_file
-from .manifest import Archive, FileEntry, Manifest, resolve_manifest
 from .progress import NullReporter, Reporter
 from .state import STATE_DIR, VerifiedCache, locked, read_record, state_dir, update_record
 from .urls import Mirror, candidates, env_mirrors, redact
+
+if TYPE_CHECKING:
+    from .manifest import Archive, FileEntry, Manifest
 
 PRESENT, FETCH, MANUAL = "present", "fetch", "manual"
 
@@ -171,6 +172,8 @@ def _parallel(fn: Callable[[Any], Any], items: Iterable[Any], workers: int | Non
     items = list(items)
     if len(items) <= 1:
         return [fn(i) for i in items]
+    import concurrent.futures as cf
+
     workers = workers or min(len(items), max(2, os.cpu_count() or 2))
     with cf.ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, items))
@@ -180,6 +183,8 @@ def _parallel(fn: Callable[[Any], Any], items: Iterable[Any], workers: int | Non
 
 
 def _load(manifest: str | os.PathLike[str] | Manifest) -> Manifest:
+    from .manifest import Manifest, resolve_manifest  # yaml loads only when a manifest is read
+
     return manifest if isinstance(manifest, Manifest) else resolve_manifest(os.fspath(manifest))
 
 
@@ -362,6 +367,7 @@ def fetch(
     variants: Sequence[str] = (),
     only: Sequence[str] = (),
     jobs: int = 4,
+    connections: int | None = None,
     force: bool = False,
     mirrors: Sequence[Mirror] | None = None,
     dry_run: bool = False,
@@ -371,7 +377,8 @@ def fetch(
 ) -> FetchResult:
     """Fetch, extract and verify the selected files of `manifest` into `dest`.
 
-    `dest` defaults to the manifest's `root`. Returns a `FetchResult`; raises
+    `dest` defaults to the manifest's `root`. `connections` is how many
+    connections one large file may use when its server takes byte ranges. Returns a `FetchResult`; raises
     `ManifestError` / `UsageError` for bad input and `Interrupted` when
     `settings.cancel` is set (partial files are kept for the next run).
     """
@@ -391,7 +398,9 @@ def fetch(
     settings = settings or Settings.from_env()
     jobs = max(1, jobs)
     p.dest.mkdir(parents=True, exist_ok=True)
-    session = make_session(pool_size=max(jobs, 4))
+    if connections is not None:
+        settings.connections = max(1, connections)
+    session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))
     run = _Run(p, list(env_mirrors() if mirrors is None else mirrors), settings, session,
                reporter or NullReporter(), VerifiedCache(p.dest), force)
     for item in p.items:
@@ -428,6 +437,8 @@ def fetch(
 
 def _run_all(tasks: list[Callable[[], None]], jobs: int, cancel: threading.Event) -> None:
     """Run tasks on a pool; Ctrl-C sets `cancel`, waits for workers, raises Interrupted."""
+    import concurrent.futures as cf
+
     if not tasks:
         return
     pool = cf.ThreadPoolExecutor(max_workers=min(jobs, len(tasks)), thread_name_prefix="ckptfetch")
@@ -514,8 +525,31 @@ def verify(
         status, detail = check_file(root, rel, hashes, size, cache, trust_cache=not full)
         return VerifyItem(rel, status, detail)
 
+    def settled(rel: str) -> VerifyItem | None:
+        """The answer without hashing (missing, wrong size, or cached), else None."""
+        hashes, size = expected[rel]
+        try:
+            st = (root / rel).stat()
+        except FileNotFoundError:
+            return VerifyItem(rel, "MISSING")
+        except OSError:
+            return None
+        if size is not None and st.st_size != size:
+            return VerifyItem(rel, "FAILED", f"size {st.st_size}, expected {size}")
+        if full or cache is None or not hashes:
+            return None
+        cached = cache.lookup(rel, st)
+        if not all(a in cached for a in hashes):
+            return None
+        bad = first_mismatch(hashes, cached)
+        return VerifyItem(rel, "FAILED", f"{bad[0]} {bad[2]}, expected {bad[1]}") if bad else VerifyItem(rel, "OK")
+
     try:
-        items = _parallel(one, sorted(expected))
+        # Unchanged files cost a stat and a cache look-up; only the rest are hashed, in parallel.
+        quick = {rel: settled(rel) for rel in sorted(expected)}
+        hashed = dict(zip((r for r, v in quick.items() if v is None),
+                          _parallel(one, [r for r, v in quick.items() if v is None]), strict=True))
+        items = [quick[rel] or hashed[rel] for rel in sorted(expected)]
     finally:
         if cache is not None:
             cache.close()

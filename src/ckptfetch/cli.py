@@ -8,7 +8,6 @@ Heavy modules (requests, rich, tqdm) are imported inside the commands so that
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -44,7 +43,9 @@ def _human_size(n: int | None) -> str:
 
 
 def _emit_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=False))
+    from .report import emit_json
+
+    emit_json(doc)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -205,13 +206,15 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
 @click.option("--only", multiple=True, metavar="GLOB", help="Only target paths matching GLOB (repeatable).")
 @click.option("--dest", type=click.Path(file_okay=False), help="Destination folder [default: the manifest's root].")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Files fetched at once.")
+@click.option("--connections", type=click.IntRange(1, 32), default=None,
+              help="Connections per large file when the server takes byte ranges [default: 8; CKPTFETCH_CONNECTIONS].")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--mirror", "mirrors", multiple=True, metavar="FROM=TO", help="Rewrite URLs starting with FROM to TO, tried first (repeatable; also CKPTFETCH_MIRRORS).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there.")
 @click.option("--force", is_flag=True, help="Fetch again even files that are present and correct.")
 def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], dest: str | None,
-        jobs: int, dry_run: bool, mirrors: tuple[str, ...], no_progress: bool, as_json: bool, force: bool) -> None:
+        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], no_progress: bool, as_json: bool, force: bool) -> None:
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path)."""
     from .api import fetch
     from .urls import env_mirrors, parse_mirrors
@@ -241,7 +244,8 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
             _print_plan(out, p)
 
     try:
-        result = fetch(manifest, dest, variants=chosen, only=only, jobs=jobs, force=force, mirrors=mirror_list,
+        result = fetch(manifest, dest, variants=chosen, only=only, jobs=jobs, connections=connections, force=force,
+                       mirrors=mirror_list,
                        dry_run=dry_run, reporter=reporter, on_plan=on_plan)
     finally:
         if reporter is not None and getattr(reporter, "close", None):
@@ -267,22 +271,10 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
 def verify(directory: str | None, manifests: tuple[str, ...], strict: bool, full: bool, as_json: bool, quiet: bool) -> None:
     """Check the files in DIRECTORY (default: models) like `md5sum -c`."""
     from .api import verify as verify_dir
+    from .report import print_verify
 
     result = verify_dir(directory, manifests=manifests, strict=strict, full=full)
-    if as_json:
-        _emit_json(result.to_json())
-    else:
-        for item in result.items:
-            if quiet and item.status == "OK":
-                continue
-            click.echo(f"{item.path}: {item.status}")
-        counts = result.counts()
-        if not quiet or not result.ok:
-            summary = ", ".join(f"{counts[k]} {k}" for k in ("OK", "FAILED", "MISSING", "UNLISTED") if counts.get(k))
-            click.echo(f"ckptfetch: {len(result.items)} files in {result.dest}: {summary or 'nothing listed'}", err=True)
-            for item in result.items:
-                if item.status == "FAILED" and item.detail:
-                    click.echo(f"ckptfetch: {item.path}: {item.detail}", err=True)
+    print_verify(result, quiet, as_json)
     if not result.ok:
         raise SystemExit(ExitCode.FAILED)
 

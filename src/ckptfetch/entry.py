@@ -1,0 +1,56 @@
+"""The `ckptfetch` console script: fast paths first, then the click CLI.
+
+`--version` and a plain `verify` (what CI runs on every build) are answered
+without importing click, rich, yaml or requests, so they cost little more
+than the interpreter's own start-up. Everything else goes to `cli.main`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+_VERIFY_FLAGS = {"-q": "quiet", "--quiet": "quiet", "--strict": "strict", "--full": "full", "--json": "as_json"}
+
+
+def _fast_verify(args: list[str]) -> NoReturn | None:
+    """Run `verify [DIR] [-q] [--strict] [--full] [--json]`; None if args need the full CLI."""
+    flags = {"quiet": False, "strict": False, "full": False, "as_json": False}
+    directory = None
+    for arg in args:
+        if arg in _VERIFY_FLAGS:
+            flags[_VERIFY_FLAGS[arg]] = True
+        elif arg.startswith("-") or directory is not None:
+            return None  # --manifest, --help, --debug, two paths...: let click handle it
+        else:
+            directory = arg
+    from .api import verify
+    from .errors import CkptfetchError, ExitCode
+    from .report import emit_json, print_verify
+
+    try:
+        result = verify(directory, strict=flags["strict"], full=flags["full"])
+    except CkptfetchError as exc:
+        if flags["as_json"]:
+            emit_json({"ok": False, "error": str(exc), "exit_code": int(exc.exit_code)})
+        sys.stderr.write(f"ckptfetch: error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("ckptfetch: interrupted\n")
+        sys.exit(ExitCode.INTERRUPTED)
+    print_verify(result, flags["quiet"], flags["as_json"])
+    sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)
+
+
+def main() -> NoReturn:
+    args = sys.argv[1:]
+    if args in (["--version"], ["-V"]):
+        from . import __version__
+
+        sys.stdout.write(f"ckptfetch, version {__version__}\n")
+        sys.exit(0)
+    if args[:1] == ["verify"]:
+        _fast_verify(args[1:])
+    from .cli import main as cli_main
+
+    cli_main(args)

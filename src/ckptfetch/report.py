@@ -1,0 +1,36 @@
+"""Plain-text rendering shared by the click CLI and its fast entry path.
+
+No click, rich or yaml here: `ckptfetch verify` and `--version` run through
+this module without loading them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import VerifyResult
+
+
+def emit_json(doc: Any) -> None:
+    """The one JSON document a `--json` command prints on stdout."""
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def print_verify(result: VerifyResult, quiet: bool, as_json: bool) -> None:
+    """`PATH: STATUS` lines on stdout like `md5sum -c`, a summary on stderr."""
+    if as_json:
+        emit_json(result.to_json())
+        return
+    out = [f"{item.path}: {item.status}\n" for item in result.items if not (quiet and item.status == "OK")]
+    sys.stdout.write("".join(out))
+    sys.stdout.flush()
+    if quiet and result.ok:
+        return
+    counts = result.counts()
+    summary = ", ".join(f"{counts[k]} {k}" for k in ("OK", "FAILED", "MISSING", "UNLISTED") if counts.get(k))
+    err = [f"ckptfetch: {len(result.items)} files in {result.dest}: {summary or 'nothing listed'}\n"]
+    err += [f"ckptfetch: {i.path}: {i.detail}\n" for i in result.items if i.status == "FAILED" and i.detail]
+    sys.stderr.write("".join(err))
