@@ -29,6 +29,7 @@ PROBE = 8 << 20  # the first request asks for this much; bigger files get pieces
 MIN_PIECE = 8 << 20
 MAX_PIECE = 64 << 20
 HASH_CHUNK = 4 << 20
+SAVE_EVERY = 0.1  # seconds between sidecar saves: what a kill -9 can cost at most
 
 
 def piece_size(total: int, connections: int) -> int:
@@ -238,12 +239,11 @@ class Segmented:
             w.start()
         last_save = time.monotonic()
         try:
-            while any(w.is_alive() for w in workers):
-                for w in workers:
-                    w.join(0.2)
+            while alive := [w for w in workers if w.is_alive()]:
+                alive[0].join(SAVE_EVERY)
                 if self.cancel.is_set():
                     self.abort.set()
-                if time.monotonic() - last_save > 1.0:
+                if time.monotonic() - last_save > SAVE_EVERY:
                     self._save()
                     last_save = time.monotonic()
         except KeyboardInterrupt:
