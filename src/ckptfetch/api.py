@@ -273,7 +273,7 @@ class _Run:
                 digests = download(
                     urls, self.dest / e.path, hashes=e.integrity.hashes, size=e.integrity.size,
                     algorithms=_needed_algorithms(e.integrity.hashes), session=self.session,
-                    settings=self.settings, reporter=self.reporter, label=e.path,
+                    settings=self.settings, reporter=self.reporter, label=e.path, sync_dir=False,
                 )
             except Interrupted:
                 raise
@@ -283,7 +283,6 @@ class _Run:
                 self.done(FileOutcome(e.path, "failed", e.integrity.size, "url", error=str(exc)))
                 return
             self.reporter.finish(e.path, True)
-            self.cache.forget(e.path)
             self.remember(e.path, digests)
             self.done(FileOutcome(e.path, "fetched", (self.dest / e.path).stat().st_size, "url", digests=digests))
 
@@ -338,7 +337,6 @@ class _Run:
             for e in todo:
                 res = results[e.member or ""]
                 if isinstance(res, dict):
-                    self.cache.forget(e.path)
                     self.remember(e.path, res)
                     self.done(FileOutcome(e.path, "fetched", (self.dest / e.path).stat().st_size, "archive", digests=res))
                 else:
@@ -347,6 +345,21 @@ class _Run:
             members = [f for f in m.files.values() if f.archive == archive.name]
             if all(check_file(self.dest, f.path, f.integrity.hashes, f.integrity.size, self.cache)[0] == "OK" for f in members):
                 cached.unlink(missing_ok=True)
+
+
+def _sync_dirs(dest: Path, rels: Iterable[str]) -> None:
+    """fsync each folder that received files once, so the renames are durable."""
+    for folder in {(dest / rel).parent for rel in rels}:
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _prune_empty_dirs(dest: Path, rel: str) -> None:
@@ -429,6 +442,7 @@ def fetch(
         _run_all(tasks, jobs, settings.cancel)
     finally:
         session.close()
+        _sync_dirs(p.dest, [o.path for o in run.outcomes.values() if o.status == "fetched"])
         _record(run)
         run.cache.close()
     order = {e.path: n for n, e in enumerate(m.files.values())}

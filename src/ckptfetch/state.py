@@ -105,6 +105,7 @@ class VerifiedCache:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self._path, timeout=30, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last entries costs a re-hash
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS verified (path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER,"
                     " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, digests TEXT)"

@@ -228,10 +228,13 @@ def download(
     reporter: Reporter | None = None,
     label: str | None = None,
     headers: Mapping[str, str] | None = None,
+    sync_dir: bool = True,
 ) -> dict[str, str]:
     """Download the first URL of `urls` that yields the right bytes to `target`.
 
     Each of `urls` is a URL or a (URL, headers) pair; `headers` apply to all.
+    With `sync_dir=False` the caller fsyncs the target's folder itself (once
+    for many files) to make the rename durable.
     Returns the hex digests computed on the way (every algorithm in `hashes`
     plus `algorithms`). Raises `HashMismatch` or `DownloadError` when no URL
     gives verified bytes, and `Interrupted` when `settings.cancel` is set.
@@ -251,6 +254,7 @@ def download(
             url, extra = (candidate, {}) if isinstance(candidate, str) else candidate
             job = _Job(url, target, hashes, size, algos, session, settings, reporter, label,
                        {**(headers or {}), **extra})
+            job.sync_dir = sync_dir
             try:
                 return job.run()
             except DownloadError as exc:
@@ -370,9 +374,12 @@ class _Job:
             return HashMismatch(self.label, self.shown, *bad)
         return None
 
+    sync_dir = True
+
     def _commit(self) -> None:
         os.replace(self.partial, self.target)
-        _fsync_dir(self.target.parent)
+        if self.sync_dir:
+            _fsync_dir(self.target.parent)
         _discard(self.sidecar_path)
 
     # -- one attempt -------------------------------------------------------
