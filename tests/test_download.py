@@ -404,3 +404,47 @@ def test_file_urls(settings: Settings, tmp_path: Path) -> None:
     target = tmp_path / "out" / "f.bin"
     download([src.as_uri()], target, hashes={"md5": md5(data)}, settings=settings)
     assert target.read_bytes() == data
+
+
+def test_interstitial_page_is_handed_to_the_source_and_resume_keeps_the_partial(
+    server: TestServer, settings: Settings, tmp_path: Path
+) -> None:
+    """A source's `on_html` turns a confirmation page into the next URL; the sidecar stays keyed on the first URL."""
+    from ckptfetch.download import Request
+
+    big = 8 << 20  # an RST drops what the client has not read yet: cut late in a larger file
+    data = blob(big, seed=7)
+    server.add("/confirm", b"<html><form action='/real?token=1'></form></html>", content_type="text/html")
+    server.add("/real", data)
+    server.fault("/real", "reset", at=big - (1 << 20))
+    pages: list[str] = []
+
+    def on_html(page: str, url: str) -> str:
+        pages.append(page)
+        return "/real?token=1"
+
+    settings.connections = 1
+    target = tmp_path / "f.bin"
+    digests = download([Request(server.url + "/confirm", on_html=on_html)], target, hashes={"md5": md5(data)},
+                       settings=settings)
+    assert target.read_bytes() == data and digests["md5"] == md5(data)
+    assert pages and "<form" in pages[0]
+    # After the reset the job resumed on the real URL rather than starting over.
+    gets = [r for r in server.requests if r.path.startswith("/real")]
+    assert len(gets) == 2
+    start = int(gets[1].headers["range"].removeprefix("bytes=").removesuffix("-"))
+    assert start > 0
+    assert server.bytes_sent("/real") == (big - (1 << 20)) + (big - start)
+
+
+def test_interstitial_page_error_from_the_source_is_reported(server: TestServer, settings: Settings, tmp_path: Path) -> None:
+    from ckptfetch.download import Request
+
+    server.add("/quota", b"<html>Quota exceeded</html>", content_type="text/html")
+
+    def on_html(page: str, url: str) -> str:
+        raise DownloadError("f.bin: the download quota for this file is exceeded; try again in 24 hours")
+
+    with pytest.raises(DownloadError, match="quota"):
+        download([Request(server.url + "/quota", on_html=on_html)], tmp_path / "f.bin", settings=settings)
+    assert not (tmp_path / "f.bin").exists()

@@ -119,3 +119,37 @@ def test_bundled_sam_pt_matches_the_seed_md5_list() -> None:
     assert sorted(e.member for e in raft if e.member) == [f"models/raft-{n}.pth" for n in ("chairs", "kitti", "sintel", "small", "things")]
     assert m.files["samhq_ckpts/sam_hq_vit_t.pth"].urls[0].endswith(
         "/resolve/a3a77cd0a2e5e50eaa76faccf61b964732d9b35f/sam_hq_vit_tiny.pth")
+
+
+def test_hf_urls_layouts_and_folder_entries(tmp_path: Path) -> None:
+    m = load_manifest(write(tmp_path, """\
+ckptfetch: 1
+name: demo
+layout: hf-cache
+files:
+  checkpoints/hf/:
+    url: hf://facebook/sam-3d-objects/checkpoints/hf/
+  moge/model.pt:
+    url: hf://Ruicheng/moge-vitl@main/model.pt
+  checkpoints/dinov2.pth:
+    url: https://example.org/dinov2.pth
+    layout: torch-hub
+"""))
+    assert m.layout == "hf-cache"
+    folder = m.files["checkpoints/hf/"]
+    assert folder.folder and folder.layout == "hf-cache" and folder.urls == ("hf://facebook/sam-3d-objects/checkpoints/hf/",)
+    assert m.files["moge/model.pt"].layout == "hf-cache" and not m.files["moge/model.pt"].folder
+    assert m.files["checkpoints/dinov2.pth"].layout == "torch-hub"
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("url: https://example.org/dir/", "needs an hf:// URL ending in `/`"),
+    ("url: hf://org/repo/dir", "needs an hf:// URL ending in `/`"),
+    ("url: hf://org/repo/dir/\n    md5: 0123456789abcdef0123456789abcdef", "takes only `url`"),
+    ("url: hf://org/repo/dir/\n    layout: hf-cach", "did you mean `hf-cache`"),
+])
+def test_bad_folder_entries_and_layouts(tmp_path: Path, entry: str, message: str) -> None:
+    text = f"ckptfetch: 1\nname: demo\nfiles:\n  dir/:\n    {entry}\n"
+    with pytest.raises(ManifestError, match=re.escape(message)) as info:
+        load_manifest(write(tmp_path, text))
+    assert "demo.yaml:" in str(info.value)

@@ -23,7 +23,7 @@ from .state import STATE_DIR, VerifiedCache, locked, read_record, state_dir, upd
 from .urls import Mirror, candidates, env_mirrors, redact
 
 if TYPE_CHECKING:
-    from .manifest import Archive, FileEntry, Manifest
+    from .manifest import Archive, FileEntry, Integrity, Manifest
 
 PRESENT, FETCH, MANUAL = "present", "fetch", "manual"
 
@@ -63,6 +63,7 @@ class FileOutcome:
     error: str | None = None
     digests: dict[str, str] = field(default_factory=dict)
     manual: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)  # what the source told us, e.g. a resolved commit
 
 
 @dataclass
@@ -260,21 +261,47 @@ class _Run:
             return
         self.cache.store(rel, st, digests)
 
+    def download(
+        self, urls: Sequence[str], target: Path, integrity: Integrity, label: str, *, sync_dir: bool = True
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Fetch `target` from the first of `urls` (mirrors first) that yields verified bytes.
+
+        Each URL is resolved by its source only when its turn comes, and the
+        pins the source learns (e.g. the sha256 a hub declares) are checked
+        too. Returns (digests, the source's metadata).
+        """
+        from .download import download
+        from .errors import HashMismatch
+        from .sources import Context, resolve
+
+        ctx = Context(self.session, self.settings)
+        errors: list[DownloadError] = []
+        for url in candidates(urls, self.mirrors):
+            try:
+                found = resolve(url, ctx)
+                hashes, size = _merge_pins(integrity, found.hashes, found.size, label, url)
+                digests = download(
+                    found.requests, target, hashes=hashes, size=size, algorithms=_needed_algorithms(hashes),
+                    session=self.session, settings=self.settings, reporter=self.reporter, label=label,
+                    sync_dir=sync_dir,
+                )
+                return digests, found.meta
+            except DownloadError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if all(isinstance(e, HashMismatch) for e in errors):
+            raise errors[-1]
+        raise DownloadError(f"{label}: every source failed. " + " ".join(f"[{i}] {e}" for i, e in enumerate(errors, 1)))
+
     def fetch_url(self, e: FileEntry) -> None:
         with locked(self.dest, f"file:{e.path}", self.settings.cancel):
             have = self.recheck(e)
             if have is not None:
                 self.done(FileOutcome(e.path, "present", e.integrity.size, "url", digests=have))
                 return
-            from .download import download
-
-            urls = candidates(e.urls, self.mirrors)
             try:
-                digests = download(
-                    urls, self.dest / e.path, hashes=e.integrity.hashes, size=e.integrity.size,
-                    algorithms=_needed_algorithms(e.integrity.hashes), session=self.session,
-                    settings=self.settings, reporter=self.reporter, label=e.path, sync_dir=False,
-                )
+                digests, meta = self.download(e.urls, self.dest / e.path, e.integrity, e.path, sync_dir=False)
             except Interrupted:
                 raise
             except CkptfetchError as exc:
@@ -284,10 +311,10 @@ class _Run:
                 return
             self.reporter.finish(e.path, True)
             self.remember(e.path, digests)
-            self.done(FileOutcome(e.path, "fetched", (self.dest / e.path).stat().st_size, "url", digests=digests))
+            self.done(FileOutcome(e.path, "fetched", (self.dest / e.path).stat().st_size, "url", digests=digests,
+                                  meta=meta))
 
     def fetch_archive(self, archive: Archive, entries: list[FileEntry]) -> None:
-        from .download import download
         from .extract import Wanted, extract
 
         m = self.plan.manifest
@@ -306,11 +333,7 @@ class _Run:
             for attempt in (1, 2):
                 try:
                     if not cached.is_file():
-                        download(
-                            candidates(archive.urls, self.mirrors), cached, hashes=archive.integrity.hashes,
-                            size=archive.integrity.size, session=self.session, settings=self.settings,
-                            reporter=self.reporter, label=label,
-                        )
+                        self.download(archive.urls, cached, archive.integrity, label)
                         self.reporter.finish(label, True)
                     wanted = [
                         Wanted(e.member or "", self.dest / e.path, e.path, e.integrity.hashes, e.integrity.size,
@@ -345,6 +368,26 @@ class _Run:
             members = [f for f in m.files.values() if f.archive == archive.name]
             if all(check_file(self.dest, f.path, f.integrity.hashes, f.integrity.size, self.cache)[0] == "OK" for f in members):
                 cached.unlink(missing_ok=True)
+
+
+def _merge_pins(
+    integrity: Integrity, hashes: dict[str, str], size: int | None, label: str, url: str
+) -> tuple[dict[str, str], int | None]:
+    """The manifest's pins plus those a source declared; a disagreement is an error before any byte moves."""
+    merged = dict(integrity.hashes)
+    for algo, digest in hashes.items():
+        pinned = merged.setdefault(algo, digest.lower())
+        if pinned != digest.lower():
+            raise DownloadError(
+                f"{label}: {redact(url)} declares {algo} {digest.lower()} but the manifest pins {pinned}; "
+                "the upstream file changed, or the manifest is wrong. Nothing was downloaded."
+            )
+    if size is not None and integrity.size is not None and size != integrity.size:
+        raise DownloadError(
+            f"{label}: {redact(url)} declares {size} bytes but the manifest pins {integrity.size}; "
+            "the upstream file changed, or the manifest is wrong. Nothing was downloaded."
+        )
+    return merged, integrity.size if integrity.size is not None else size
 
 
 def _sync_dirs(dest: Path, rels: Iterable[str]) -> None:

@@ -23,10 +23,12 @@ from .hashing import ALGORITHMS, is_hex_digest
 FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ARCHIVE_FORMATS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz")
-URL_SCHEMES = ("https://", "http://", "file://")
+URL_SCHEMES = ("https://", "http://", "file://", "hf://")
+LAYOUTS = ("plain", "hf-cache", "torch-hub")
+"""How files are placed under the destination: as listed, as huggingface_hub's cache, as torch hub's."""
 
-TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "variants", "archives", "files")
-FILE_KEYS = ("url", "urls", "archive", "member", "manual", "size", *ALGORITHMS)
+TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "layout", "variants", "archives", "files")
+FILE_KEYS = ("url", "urls", "archive", "member", "manual", "layout", "size", *ALGORITHMS)
 ARCHIVE_KEYS = ("url", "urls", "format", "size", *ALGORITHMS)
 
 
@@ -62,6 +64,8 @@ class FileEntry:
     archive: str | None = None
     member: str | None = None
     manual: str | None = None
+    layout: str = "plain"
+    folder: bool = False  # `path` ends in "/": every file under the source's folder (e.g. an hf:// tree)
 
     @property
     def kind(self) -> str:
@@ -82,6 +86,7 @@ class Manifest:
     archives: dict[str, Archive]
     variants: dict[str, tuple[str, ...]]
     root: str = "models"
+    layout: str = "plain"
     description: str = ""
     homepage: str = ""
 
@@ -213,8 +218,17 @@ class _Parser:
     def url(self, value: Any, what: str, *keys: str) -> str:
         text = self.string(value, what, *keys).strip()
         if not text.startswith(URL_SCHEMES):
-            raise self.fail(f"{what} {text!r} must start with https://, http:// or file://", *keys)
+            raise self.fail(f"{what} {text!r} must start with https://, http://, file:// or hf://", *keys)
         return text
+
+    def layout(self, value: Any, default: str, *keys: str) -> str:
+        if value is None:
+            return default
+        if value not in LAYOUTS:
+            raise self.fail(
+                f"`layout` {value!r} is not one of {', '.join(LAYOUTS)}{_hint(str(value), LAYOUTS)}", *keys, "layout"
+            )
+        return str(value)
 
     def urls(self, entry: dict[str, Any], what: str, *keys: str) -> tuple[str, ...]:
         if "url" in entry and "urls" in entry:
@@ -259,6 +273,7 @@ class _Parser:
             raise self.fail(f"`name` {name!r} must equal the file name's stem {stem!r}", "name")
         root = data.get("root", "models")
         root = self.string(root, "`root`", "root")
+        layout = self.layout(data.get("layout"), "plain")
         for key in ("description", "homepage"):
             if key in data and not isinstance(data[key], str):
                 raise self.fail(f"`{key}` must be a string", key)
@@ -285,9 +300,14 @@ class _Parser:
         members_seen: dict[tuple[str, str], str] = {}
         for fpath, raw in raw_files.items():
             keys = ("files", fpath)
-            self.rel_path(fpath, "target path", *keys)
+            folder = isinstance(fpath, str) and fpath.endswith("/")
+            self.rel_path(fpath[:-1] if folder else fpath, "target path", *keys)
             entry = self.mapping(raw, f"file {fpath!r}", *keys)
             self.known(entry, FILE_KEYS, f"file {fpath!r}", *keys)
+            file_layout = self.layout(entry.get("layout"), layout, *keys)
+            if folder:
+                files[fpath] = self.folder(fpath, entry, file_layout, keys)
+                continue
             sources = [k for k in ("url", "urls", "archive", "manual") if k in entry]
             if "url" in entry and "urls" in entry:
                 sources.remove("urls")
@@ -314,14 +334,15 @@ class _Parser:
                         *keys, "member",
                     )
                 members_seen[aname, member] = fpath
-                files[fpath] = FileEntry(fpath, integrity, archive=aname, member=member)
+                files[fpath] = FileEntry(fpath, integrity, archive=aname, member=member, layout=file_layout)
             elif "member" in entry:
                 raise self.fail(f"file {fpath!r} has `member` but no `archive`", *keys, "member")
             elif "manual" in entry:
                 text = self.string(entry["manual"], "`manual`", *keys, "manual")
-                files[fpath] = FileEntry(fpath, integrity, manual=text)
+                files[fpath] = FileEntry(fpath, integrity, manual=text, layout=file_layout)
             else:
-                files[fpath] = FileEntry(fpath, integrity, urls=self.urls(entry, f"file {fpath!r}", *keys))
+                files[fpath] = FileEntry(fpath, integrity, urls=self.urls(entry, f"file {fpath!r}", *keys),
+                                         layout=file_layout)
         _check_path_clashes(files, self)
 
         variants: dict[str, tuple[str, ...]] = {}
@@ -335,9 +356,25 @@ class _Parser:
             variants[vname] = tuple(patterns)
 
         return Manifest(
-            name=name, source=self.source, files=files, archives=archives, variants=variants, root=root,
+            name=name, source=self.source, files=files, archives=archives, variants=variants, root=root, layout=layout,
             description=str(data.get("description", "")), homepage=str(data.get("homepage", "")),
         )
+
+
+    def folder(self, fpath: str, entry: dict[str, Any], layout: str, keys: tuple[str, ...]) -> FileEntry:
+        """A folder entry: `DIR/` -> a source URL naming a folder (`hf://ORG/REPO/DIR/`)."""
+        extra = [k for k in entry if k not in ("url", "layout")]
+        if extra:
+            raise self.fail(
+                f"folder entry {fpath!r} takes only `url` (and `layout`); `{extra[0]}` belongs on single files", *keys, extra[0]
+            )
+        url = self.url(entry.get("url"), "url", *keys, "url")
+        if not (url.startswith("hf://") and url.endswith("/")):
+            raise self.fail(
+                f"folder entry {fpath!r} needs an hf:// URL ending in `/` (a folder of a Hugging Face repo), got {url!r}",
+                *keys, "url",
+            )
+        return FileEntry(fpath, Integrity(), urls=(url,), layout=layout, folder=True)
 
 
 def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:

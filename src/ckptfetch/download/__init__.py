@@ -1,5 +1,5 @@
 """The one download engine: partial files, Range resume, retries, safe redirects."""
 
-from .engine import Settings, download, make_session
+from .engine import Candidate, Request, Settings, download, make_session
 
-__all__ = ["Settings", "download", "make_session"]
+__all__ = ["Candidate", "Request", "Settings", "download", "make_session"]

@@ -212,8 +212,27 @@ def _discard(*paths: Path) -> None:
             pass
 
 
-Candidate = str | tuple[str, Mapping[str, str]]
-"""A URL to try, optionally with headers for it alone (e.g. a token for one host)."""
+@dataclass(frozen=True)
+class Request:
+    """One way to get a file's bytes, as a source resolver describes it.
+
+    `headers` go with this URL alone (e.g. a token for one host; they are
+    dropped when a redirect leaves that host). `on_html` handles an
+    interstitial page (a confirmation form, say): it gets the page's text and
+    URL and returns the URL to fetch next, or raises `DownloadError` with a
+    plain explanation (quota exceeded, no permission...).
+    """
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    on_html: Callable[[str, str], str] | None = None
+
+
+Candidate = str | tuple[str, Mapping[str, str]] | Request
+"""A URL to try, optionally with headers for it alone, or a full `Request`."""
+
+MAX_HTML_HOPS = 3  # interstitial pages followed for one request
+MAX_PAGE_BYTES = 2 << 20  # how much of an interstitial page is read
 
 
 def download(
@@ -251,10 +270,14 @@ def download(
     errors: list[DownloadError] = []
     try:
         for candidate in urls:
-            url, extra = (candidate, {}) if isinstance(candidate, str) else candidate
-            job = _Job(url, target, hashes, size, algos, session, settings, reporter, label,
-                       {**(headers or {}), **extra})
+            if isinstance(candidate, str):
+                candidate = Request(candidate)
+            elif not isinstance(candidate, Request):
+                candidate = Request(candidate[0], candidate[1])
+            job = _Job(candidate.url, target, hashes, size, algos, session, settings, reporter, label,
+                       {**(headers or {}), **candidate.headers})
             job.sync_dir = sync_dir
+            job.on_html = candidate.on_html
             try:
                 return job.run()
             except DownloadError as exc:
@@ -278,8 +301,11 @@ class _Job:
         self, url: str, target: Path, hashes: dict[str, str], size: int | None, algos: list[str],
         session: requests.Session, settings: Settings, reporter: Reporter, label: str, headers: dict[str, str],
     ) -> None:
-        self.url = url
+        self.key = url  # what the sidecar remembers: stable even when an interstitial page sends us on
+        self.url = url  # what is fetched now
         self.shown = redact(url)
+        self.on_html: Callable[[str, str], str] | None = None
+        self.html_hops = 0
         self.target = target
         self.hashes = hashes
         self.size = size
@@ -391,7 +417,7 @@ class _Job:
             have = self.partial.stat().st_size
         except FileNotFoundError:
             have = 0
-        if side is None or side.url != self.url or side.expect != self.expect:
+        if side is None or side.url != self.key or side.expect != self.expect:
             if have or side is not None:
                 _discard(self.partial, self.sidecar_path)
             return 0, None
@@ -430,6 +456,12 @@ class _Job:
             if status >= 400 or status not in (200, 206):
                 self._raise_for_status(resp)
             if _is_html(resp) and self.target.suffix.lower() not in (".html", ".htm"):
+                if self.on_html is not None and self.html_hops < MAX_HTML_HOPS:
+                    # An interstitial page (e.g. a "too large to scan" form): the source says where to go next.
+                    page = resp.raw.read(MAX_PAGE_BYTES, decode_content=True).decode(resp.encoding or "utf-8", "replace")
+                    self.url = urljoin(resp.url, self.on_html(page, resp.url))
+                    self.html_hops += 1
+                    raise _Again()
                 raise DownloadError(
                     f"{self.label}: {self.shown} answered with an HTML page instead of the file "
                     "(often a login, quota or error page). Nothing was written to the target; "
@@ -457,9 +489,9 @@ class _Job:
             if probe_end is not None and total is not None and probe_end < total:
                 pieces = plan_pieces(total, self.settings.connections, first_end=probe_end)
                 _discard(self.partial)  # a fresh segmented download starts from an empty partial
-                _Sidecar(self.url, new_validator, total, self.expect, pieces).save(self.sidecar_path)
+                _Sidecar(self.key, new_validator, total, self.expect, pieces).save(self.sidecar_path)
                 return self._segmented(total, new_validator, pieces, resp), False
-            _Sidecar(self.url, new_validator, total, self.expect).save(self.sidecar_path)
+            _Sidecar(self.key, new_validator, total, self.expect).save(self.sidecar_path)
             prefix = self._hash_prefix(offset, into=True) if offset else None
             hasher = ThreadedHasher(self.algos, base=prefix)
             try:
@@ -498,7 +530,7 @@ class _Job:
 
             hooks = Hooks(
                 open=open_piece, check_status=check,
-                save=lambda p: _Sidecar(self.url, validator, total, self.expect, p).save(self.sidecar_path),
+                save=lambda p: _Sidecar(self.key, validator, total, self.expect, p).save(self.sidecar_path),
                 backoff=self._backoff, sleep=self._sleep, advance=advance,
                 slot=lambda: _host_slot(self.url, self.settings.per_host),
             )
@@ -512,7 +544,7 @@ class _Job:
             except FallBack as exc:
                 keep = contiguous(seg.pieces)
                 os.ftruncate(fd, keep)
-                _Sidecar(self.url, validator, total, self.expect).save(self.sidecar_path)
+                _Sidecar(self.key, validator, total, self.expect).save(self.sidecar_path)
                 self.reporter.rewind(self.label, sum(p[2] - p[0] for p in seg.pieces) - keep)
                 self.reporter.note(self.label, f"{exc}; continuing on one connection")
                 self.segments = False

@@ -1,0 +1,23 @@
+"""Plain URLs (http, https, file): fetched as they are."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import Context, Resolved
+
+
+class PlainSource:
+    """Any http://, https:// or file:// URL no other source claimed."""
+
+    name = "plain"
+
+    def matches(self, url: str) -> bool:
+        return url.startswith(("http://", "https://", "file://"))
+
+    def resolve(self, url: str, ctx: Context) -> Resolved:
+        from ..download import Request
+        from . import Resolved
+
+        return Resolved([Request(url)])
