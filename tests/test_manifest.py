@@ -129,6 +129,9 @@ layout: hf-cache
 files:
   checkpoints/hf/:
     url: hf://facebook/sam-3d-objects/checkpoints/hf/
+  dinov2-small/:
+    url: hf://facebook/dinov2-small/
+    include: ["*.json", "*.safetensors"]
   moge/model.pt:
     url: hf://Ruicheng/moge-vitl@main/model.pt
   checkpoints/dinov2.pth:
@@ -140,6 +143,7 @@ files:
     assert folder.folder and folder.layout == "hf-cache" and folder.urls == ("hf://facebook/sam-3d-objects/checkpoints/hf/",)
     assert m.files["moge/model.pt"].layout == "hf-cache" and not m.files["moge/model.pt"].folder
     assert m.files["checkpoints/dinov2.pth"].layout == "torch-hub"
+    assert m.files["dinov2-small/"].include == ("*.json", "*.safetensors") and folder.include == ()
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -147,6 +151,7 @@ files:
     ("url: hf://org/repo/dir", "needs an hf:// URL ending in `/`"),
     ("url: hf://org/repo/dir/\n    md5: 0123456789abcdef0123456789abcdef", "takes only `url`"),
     ("url: hf://org/repo/dir/\n    layout: hf-cach", "did you mean `hf-cache`"),
+    ("url: hf://org/repo/dir/\n    include: 3", "must be a list of glob patterns"),
 ])
 def test_bad_folder_entries_and_layouts(tmp_path: Path, entry: str, message: str) -> None:
     text = f"ckptfetch: 1\nname: demo\nfiles:\n  dir/:\n    {entry}\n"

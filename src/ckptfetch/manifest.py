@@ -28,7 +28,7 @@ LAYOUTS = ("plain", "hf-cache", "torch-hub")
 """How files are placed under the destination: as listed, as huggingface_hub's cache, as torch hub's."""
 
 TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "layout", "variants", "archives", "files")
-FILE_KEYS = ("url", "urls", "archive", "member", "manual", "layout", "size", *ALGORITHMS)
+FILE_KEYS = ("url", "urls", "archive", "member", "manual", "layout", "include", "size", *ALGORITHMS)
 ARCHIVE_KEYS = ("url", "urls", "format", "size", *ALGORITHMS)
 
 
@@ -66,6 +66,7 @@ class FileEntry:
     manual: str | None = None
     layout: str = "plain"
     folder: bool = False  # `path` ends in "/": every file under the source's folder (e.g. an hf:// tree)
+    include: tuple[str, ...] = ()  # for a folder: fnmatch globs over paths inside it (empty: all)
 
     @property
     def kind(self) -> str:
@@ -305,6 +306,8 @@ class _Parser:
             entry = self.mapping(raw, f"file {fpath!r}", *keys)
             self.known(entry, FILE_KEYS, f"file {fpath!r}", *keys)
             file_layout = self.layout(entry.get("layout"), layout, *keys)
+            if "include" in entry and not folder:
+                raise self.fail(f"`include` only applies to folder entries (a key ending in `/`), not {fpath!r}", *keys, "include")
             if folder:
                 files[fpath] = self.folder(fpath, entry, file_layout, keys)
                 continue
@@ -362,19 +365,24 @@ class _Parser:
 
 
     def folder(self, fpath: str, entry: dict[str, Any], layout: str, keys: tuple[str, ...]) -> FileEntry:
-        """A folder entry: `DIR/` -> a source URL naming a folder (`hf://ORG/REPO/DIR/`)."""
-        extra = [k for k in entry if k not in ("url", "layout")]
+        """A folder entry: `DIR/` -> a source URL naming a folder (`hf://ORG/REPO/DIR/`), optionally filtered."""
+        extra = [k for k in entry if k not in ("url", "layout", "include")]
         if extra:
             raise self.fail(
-                f"folder entry {fpath!r} takes only `url` (and `layout`); `{extra[0]}` belongs on single files", *keys, extra[0]
+                f"folder entry {fpath!r} takes only `url`, `include` and `layout`; `{extra[0]}` belongs on single files",
+                *keys, extra[0],
             )
+        include = entry.get("include", [])
+        include = [include] if isinstance(include, str) else include
+        if not isinstance(include, list) or not all(isinstance(g, str) and g for g in include):
+            raise self.fail(f"`include` of {fpath!r} must be a list of glob patterns", *keys, "include")
         url = self.url(entry.get("url"), "url", *keys, "url")
         if not (url.startswith("hf://") and url.endswith("/")):
             raise self.fail(
                 f"folder entry {fpath!r} needs an hf:// URL ending in `/` (a folder of a Hugging Face repo), got {url!r}",
                 *keys, "url",
             )
-        return FileEntry(fpath, Integrity(), urls=(url,), layout=layout, folder=True)
+        return FileEntry(fpath, Integrity(), urls=(url,), layout=layout, folder=True, include=tuple(include))
 
 
 def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:
