@@ -230,3 +230,22 @@ def test_mirrors_from_the_environment(server: TestServer, tmp_path: Path) -> Non
     r = run_cli("get", str(m), "--dest", str(tmp_path / "out"), env=cli_env(CKPTFETCH_MIRRORS=f"https://={server.url}/"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out/f.bin").read_bytes() == data
+
+
+def test_verify_after_a_partly_failed_get_reports_what_is_missing(server: TestServer, tmp_path: Path) -> None:
+    """CI runs `verify DIR` after `get`: files the get could not fetch must fail it, not vanish from it."""
+    good = blob(5000, seed=1)
+    server.add("/good.bin", good)
+    m = manifest(tmp_path, {
+        "a/good.bin": {"url": server.url + "/good.bin", "md5": md5(good)},
+        "a/gone.bin": {"url": server.url + "/gone.bin", "md5": "0" * 31 + "a"},
+        "a/by-hand.bin": {"manual": "ask the authors"},
+    })
+    dest = tmp_path / "out"
+    r = run_cli("get", str(m), "--dest", str(dest))
+    assert r.returncode == 1
+    assert "HTTP 404" in r.stderr and "must be fetched by hand" in r.stderr
+    r = run_cli("verify", str(dest))
+    assert r.returncode == 1
+    assert sorted(r.stdout.splitlines()) == ["a/by-hand.bin: MISSING", "a/gone.bin: MISSING", "a/good.bin: OK"]
+    assert "3 files in" in r.stderr

@@ -158,3 +158,10 @@ def test_bad_folder_entries_and_layouts(tmp_path: Path, entry: str, message: str
     with pytest.raises(ManifestError, match=re.escape(message)) as info:
         load_manifest(write(tmp_path, text))
     assert "demo.yaml:" in str(info.value)
+
+
+def test_all_digit_digest_read_as_a_number_says_to_quote_it(tmp_path: Path) -> None:
+    text = "ckptfetch: 1\nname: demo\nfiles:\n  a.bin:\n    url: https://example.org/a\n    md5: " + "1" * 32 + "\n"
+    with pytest.raises(ManifestError, match="put the 32 hex digits in quotes") as info:
+        load_manifest(write(tmp_path, text))
+    assert "demo.yaml:6:" in str(info.value)

@@ -298,7 +298,7 @@ class _Run:
         with locked(self.dest, f"file:{e.path}", self.settings.cancel):
             have = self.recheck(e)
             if have is not None:
-                self.done(FileOutcome(e.path, "present", e.integrity.size, "url", digests=have))
+                self.done(FileOutcome(e.path, "present", _size_on_disk(self.dest, e.path), "url", digests=have))
                 return
             try:
                 digests, meta = self.download(e.urls, self.dest / e.path, e.integrity, e.path, sync_dir=False)
@@ -323,7 +323,7 @@ class _Run:
             for e in entries:
                 have = self.recheck(e)
                 if have is not None:
-                    self.done(FileOutcome(e.path, "present", e.integrity.size, "archive", digests=have))
+                    self.done(FileOutcome(e.path, "present", _size_on_disk(self.dest, e.path), "archive", digests=have))
                 else:
                     todo.append(e)
             if not todo:
@@ -368,6 +368,13 @@ class _Run:
             members = [f for f in m.files.values() if f.archive == archive.name]
             if all(check_file(self.dest, f.path, f.integrity.hashes, f.integrity.size, self.cache)[0] == "OK" for f in members):
                 cached.unlink(missing_ok=True)
+
+
+def _size_on_disk(dest: Path, rel: str) -> int | None:
+    try:
+        return (dest / rel).stat().st_size
+    except OSError:
+        return None
 
 
 def _merge_pins(
@@ -463,7 +470,7 @@ def fetch(
         e = item.entry
         if item.action == PRESENT:
             digests = file_digests(p.dest, e.path, _needed_algorithms(e.integrity.hashes), run.cache) or {}
-            run.done(FileOutcome(e.path, "present", e.integrity.size, e.kind, digests=digests))
+            run.done(FileOutcome(e.path, "present", _size_on_disk(p.dest, e.path), e.kind, digests=digests))
         elif item.action == MANUAL:
             run.done(FileOutcome(e.path, "manual", e.integrity.size, "manual",
                                  error=f"{e.path} must be fetched by hand", manual=e.manual))
@@ -523,14 +530,17 @@ def _record(run: _Run) -> None:
     """Write what is now installed into DIR/.ckptfetch/record.json."""
     files: dict[str, dict[str, Any]] = {}
     for o in run.outcomes.values():
-        if o.status not in ("present", "fetched"):
-            continue
+        # Every selected file is recorded, fetched or not, so `verify DIR` reports what a failed run left MISSING.
         e = run.plan.manifest.files[o.path]
-        pins: dict[str, Any] = dict(e.integrity.hashes) or {k: v for k, v in o.digests.items() if k == "sha256"}
-        try:
-            pins["size"] = (run.dest / o.path).stat().st_size
-        except OSError:
-            continue
+        pins: dict[str, Any] = dict(e.integrity.hashes)
+        if o.status in ("present", "fetched"):
+            pins = pins or {k: v for k, v in o.digests.items() if k == "sha256"}
+            try:
+                pins["size"] = (run.dest / o.path).stat().st_size
+            except OSError:
+                pass
+        elif e.integrity.size is not None:
+            pins["size"] = e.integrity.size
         files[o.path] = pins
     if files:
         m = run.plan.manifest

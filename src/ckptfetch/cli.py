@@ -146,7 +146,8 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     out.print(f"manifest: {m.source}", markup=False)
     out.print(f"root:     {m.root}  (state checked in {root})", markup=False)
     for v, _patterns in m.variants.items():
-        out.print(f"variant {v}: {len(m.select([v]))} files", markup=False)
+        n = len(m.select([v]))
+        out.print(f"variant {v}: {n} file{'' if n == 1 else 's'}", markup=False)
     styles = {"installed": "green", "missing": "yellow", "corrupt": "red"}
     for f in files:
         out.print()
@@ -173,7 +174,8 @@ def _print_plan(out: Console, p: Plan) -> None:
     manual = [i for i in p.items if i.action == "manual"]
     size = p.bytes_to_fetch()
     what = f"{len(fetch)} to fetch" + (f" ({_human_size(size)})" if size is not None and fetch else "")
-    out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {len(p.items)} files, {len(present)} present, {what}"
+    n = len(p.items)
+    out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {n} file{'' if n == 1 else 's'}, {len(present)} present, {what}"
               + (f", {len(manual)} manual" if manual else ""))
     for i in p.items:
         if i.action == "present":

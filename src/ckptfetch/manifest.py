@@ -246,6 +246,11 @@ class _Parser:
         for algo in ALGORITHMS:
             if algo in entry:
                 value = entry[algo]
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    raise self.fail(
+                        f"`{algo}` was read as the number {value!r}: YAML turns an all-digit digest into a number; "
+                        f"put the {ALGORITHMS[algo]} hex digits in quotes", *keys, algo,
+                    )
                 if not isinstance(value, str) or not is_hex_digest(algo, value.strip()):
                     raise self.fail(
                         f"`{algo}` must be {ALGORITHMS[algo]} hex digits, got {value!r}", *keys, algo

@@ -31,6 +31,7 @@ def print_verify(result: VerifyResult, quiet: bool, as_json: bool) -> None:
         return
     counts = result.counts()
     summary = ", ".join(f"{counts[k]} {k}" for k in ("OK", "FAILED", "MISSING", "UNLISTED") if counts.get(k))
-    err = [f"ckptfetch: {len(result.items)} files in {result.dest}: {summary or 'nothing listed'}\n"]
+    n = len(result.items)
+    err = [f"ckptfetch: {n} file{'' if n == 1 else 's'} in {result.dest}: {summary or 'nothing listed'}\n"]
     err += [f"ckptfetch: {i.path}: {i.detail}\n" for i in result.items if i.status == "FAILED" and i.detail]
     sys.stderr.write("".join(err))
