@@ -399,17 +399,10 @@ def _merge_pins(
 
 def _sync_dirs(dest: Path, rels: Iterable[str]) -> None:
     """fsync each folder that received files once, so the renames are durable."""
+    from .download.engine import fsync_dir
+
     for folder in {(dest / rel).parent for rel in rels}:
-        try:
-            fd = os.open(folder, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fsync_dir(folder)
 
 
 def _prune_empty_dirs(dest: Path, rel: str) -> None:

@@ -191,7 +191,8 @@ class _Sidecar:
         os.replace(tmp, path)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make renames in `path` durable; best effort where folders cannot be fsynced."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -405,7 +406,7 @@ class _Job:
     def _commit(self) -> None:
         os.replace(self.partial, self.target)
         if self.sync_dir:
-            _fsync_dir(self.target.parent)
+            fsync_dir(self.target.parent)
         _discard(self.sidecar_path)
 
     # -- one attempt -------------------------------------------------------
