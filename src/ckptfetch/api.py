@@ -206,7 +206,7 @@ def plan(
     cache = VerifiedCache(root) if root.is_dir() else None
 
     def decide(e: FileEntry) -> PlanItem:
-        status, _ = check_file(root, e.path, e.integrity.hashes, e.integrity.size, cache)
+        status, _ = check_file(root, e.path, e.integrity.checks, e.integrity.size, cache)
         if status == "OK" and not force:
             return PlanItem(e, PRESENT)
         if e.manual is not None:
@@ -249,10 +249,10 @@ class _Run:
         """Digests if the target is now present and correct (another process may have fetched it)."""
         if self.force:
             return None
-        status, _ = check_file(self.dest, e.path, e.integrity.hashes, e.integrity.size, self.cache)
+        status, _ = check_file(self.dest, e.path, e.integrity.checks, e.integrity.size, self.cache)
         if status != "OK":
             return None
-        return file_digests(self.dest, e.path, _needed_algorithms(e.integrity.hashes), self.cache) or {}
+        return file_digests(self.dest, e.path, _needed_algorithms(e.integrity.checks), self.cache) or {}
 
     def remember(self, rel: str, digests: dict[str, str]) -> None:
         try:
@@ -373,15 +373,22 @@ class _Run:
 def _merge_pins(
     integrity: Integrity, hashes: dict[str, str], size: int | None, label: str, url: str
 ) -> tuple[dict[str, str], int | None]:
-    """The manifest's pins plus those a source declared; a disagreement is an error before any byte moves."""
-    merged = dict(integrity.hashes)
+    """The manifest's pins plus those a source declared; a disagreement is an error before any byte moves.
+
+    A weak pin (a sha256 prefix from the file name) gives way to a full digest the source declares, when
+    that digest starts with it.
+    """
+    merged = dict(integrity.checks)
     for algo, digest in hashes.items():
-        pinned = merged.setdefault(algo, digest.lower())
-        if pinned != digest.lower():
+        digest = digest.lower()
+        pinned = merged.setdefault(algo, digest)
+        if not digest.startswith(pinned):
+            what = f"the {integrity.weak_origin} says it starts with" if pinned == integrity.weak else "the manifest pins"
             raise DownloadError(
-                f"{label}: {redact(url)} declares {algo} {digest.lower()} but the manifest pins {pinned}; "
+                f"{label}: {redact(url)} declares {algo} {digest} but {what} {pinned}; "
                 "the upstream file changed, or the manifest is wrong. Nothing was downloaded."
             )
+        merged[algo] = digest
     if size is not None and integrity.size is not None and size != integrity.size:
         raise DownloadError(
             f"{label}: {redact(url)} declares {size} bytes but the manifest pins {integrity.size}; "
@@ -462,7 +469,7 @@ def fetch(
     for item in p.items:
         e = item.entry
         if item.action == PRESENT:
-            digests = file_digests(p.dest, e.path, _needed_algorithms(e.integrity.hashes), run.cache) or {}
+            digests = file_digests(p.dest, e.path, _needed_algorithms(e.integrity.checks), run.cache) or {}
             run.done(FileOutcome(e.path, "present", e.integrity.size, e.kind, digests=digests))
         elif item.action == MANUAL:
             run.done(FileOutcome(e.path, "manual", e.integrity.size, "manual",
@@ -561,7 +568,7 @@ def verify(
     if loaded:
         for m in loaded:
             for e in m.files.values():
-                expected[e.path] = (dict(e.integrity.hashes), e.integrity.size)
+                expected[e.path] = (dict(e.integrity.checks), e.integrity.size)
     else:
         record = read_record(root)
         if not record["manifests"]:
@@ -620,6 +627,17 @@ def verify(
     return VerifyResult(root, items)
 
 
+def describe_pin(e: FileEntry) -> str:
+    """How `e` is pinned, in words: "pinned", "weakly pinned (...)" or "unpinned (...)"."""
+    if e.integrity.hashes or e.integrity.weak:
+        return e.integrity.describe_pin()
+    if e.folder:
+        return "unpinned (a folder: each file is checked against what its source declares)"
+    if any(u.startswith("hf://") for u in e.urls):
+        return "unpinned in the manifest (the Hub's sha256 is checked for files it stores in LFS)"
+    return "unpinned (no hash in the manifest or its URL)"
+
+
 def describe_source(e: FileEntry) -> str:
     """A one-line, secret-free description of where a file comes from."""
     if e.archive:
@@ -631,5 +649,5 @@ def describe_source(e: FileEntry) -> str:
 
 __all__ = [
     "DownloadError", "FetchResult", "FileOutcome", "Plan", "PlanItem", "VerifyItem", "VerifyResult",
-    "check_file", "describe_source", "fetch", "plan", "verify",
+    "check_file", "describe_pin", "describe_source", "fetch", "plan", "verify",
 ]

@@ -82,6 +82,7 @@ def list_cmd(as_json: bool) -> None:
         rows.append({
             "name": m.name, "path": str(path), "bundled": path.parent.resolve() == bundled_dir(),
             "files": len(m.files), "size": m.total_size(m.files.values()), "variants": list(m.variants),
+            "unpinned": sum(1 for f in m.files.values() if f.integrity.pin_level == "unpinned"),
             "description": m.description,
         })
     if as_json:
@@ -97,7 +98,8 @@ def list_cmd(as_json: bool) -> None:
             continue
         size = _human_size(r["size"]) if r["size"] is not None else "size not pinned"
         variants = ", ".join(r["variants"]) or "-"
-        out.print(f"[bold]{r['name']}[/bold]  {r['files']} files, {size}  variants: {variants}")
+        unpinned = f", {r['unpinned']} unpinned" if r["unpinned"] else ""
+        out.print(f"[bold]{r['name']}[/bold]  {r['files']} files{unpinned}, {size}  variants: {variants}")
         if r["description"]:
             out.print(f"    {r['description']}", markup=False)
         out.print(f"    {r['path']}", style="dim", markup=False)
@@ -114,7 +116,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     """Show a manifest's files, sizes, sources, hashes and installed state."""
     from pathlib import Path
 
-    from .api import check_file, describe_source
+    from .api import check_file, describe_pin, describe_source
     from .manifest import resolve_manifest
     from .state import VerifiedCache
 
@@ -123,11 +125,12 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     cache = VerifiedCache(root) if (root / ".ckptfetch").is_dir() else None
     files: list[dict[str, Any]] = []
     for e in m.files.values():
-        status, detail = check_file(root, e.path, e.integrity.hashes, e.integrity.size, cache)
+        status, detail = check_file(root, e.path, e.integrity.checks, e.integrity.size, cache)
         state = {"OK": "installed", "MISSING": "missing", "FAILED": "corrupt"}[status]
         files.append({
             "path": e.path, "source": describe_source(e), "kind": e.kind, "size": e.integrity.size,
-            "hashes": e.integrity.hashes, "pinned": e.integrity.pinned, "state": state,
+            "hashes": e.integrity.hashes, "pinned": e.integrity.pinned, "pin": e.integrity.pin_level,
+            "pin_detail": describe_pin(e), "weak_sha256": e.integrity.weak, "state": state,
             "variants": [v for v in m.variants if e in m.select([v])], "manual": e.manual,
         })
     if cache is not None:
@@ -156,8 +159,10 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
             out.print(f"  manual: {f['manual']}", markup=False)
         for algo, digest in f["hashes"].items():
             out.print(f"  {algo}: {digest}", markup=False)
-        if not f["hashes"]:
-            out.print("  unpinned: no hash in the manifest", style="yellow", markup=False)
+        if f["pin"] == "weak":
+            out.print(f"  {f['pin_detail']}: {f['weak_sha256']}", style="yellow", markup=False)
+        elif f["pin"] == "unpinned":
+            out.print(f"  {f['pin_detail']}", style="yellow", markup=False)
         out.print(f"  size: {f['size'] if f['size'] is not None else 'unknown'}", markup=False)
     for a in m.archives.values():
         out.print()
@@ -173,8 +178,10 @@ def _print_plan(out: Console, p: Plan) -> None:
     manual = [i for i in p.items if i.action == "manual"]
     size = p.bytes_to_fetch()
     what = f"{len(fetch)} to fetch" + (f" ({_human_size(size)})" if size is not None and fetch else "")
+    unpinned = sum(1 for i in fetch if i.entry.integrity.pin_level == "unpinned")
     out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {len(p.items)} files, {len(present)} present, {what}"
-              + (f", {len(manual)} manual" if manual else ""))
+              + (f", {len(manual)} manual" if manual else "")
+              + (f" ({unpinned} unpinned)" if unpinned else ""))
     for i in p.items:
         if i.action == "present":
             continue
