@@ -63,6 +63,7 @@ class FileOutcome:
     error: str | None = None
     digests: dict[str, str] = field(default_factory=dict)
     manual: str | None = None
+    manual_url: str | None = None  # the page to visit for a manual file
     meta: dict[str, str] = field(default_factory=dict)  # what the source told us, e.g. a resolved commit
 
 
@@ -452,7 +453,7 @@ def fetch(
     if dry_run:
         return FetchResult(m.name, p.dest, [
             FileOutcome(i.entry.path, "present" if i.action == PRESENT else "planned" if i.action == FETCH else "manual",
-                        i.entry.integrity.size, i.entry.kind, manual=i.entry.manual)
+                        i.entry.integrity.size, i.entry.kind, manual=i.entry.manual, manual_url=i.entry.manual_url)
             for i in p.items
         ], dry_run=True)
 
@@ -472,8 +473,10 @@ def fetch(
             digests = file_digests(p.dest, e.path, _needed_algorithms(e.integrity.checks), run.cache) or {}
             run.done(FileOutcome(e.path, "present", e.integrity.size, e.kind, digests=digests))
         elif item.action == MANUAL:
+            problem = "is missing" if item.reason == "missing" else "does not match the manifest"
             run.done(FileOutcome(e.path, "manual", e.integrity.size, "manual",
-                                 error=f"{e.path} must be fetched by hand", manual=e.manual))
+                                 error=f"{e.path} {problem} and must be fetched by hand", manual=e.manual,
+                                 manual_url=e.manual_url))
 
     # Archives first: they are usually the largest and yield several files.
     by_archive: dict[str, list[FileEntry]] = {}
@@ -643,7 +646,7 @@ def describe_source(e: FileEntry) -> str:
     if e.archive:
         return f"{e.archive}:{e.member}"
     if e.manual is not None:
-        return "manual"
+        return f"manual ({redact(e.manual_url)})" if e.manual_url else "manual"
     return redact(e.urls[0]) + (f" (+{len(e.urls) - 1} mirrors)" if len(e.urls) > 1 else "")
 
 

@@ -131,7 +131,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
             "path": e.path, "source": describe_source(e), "kind": e.kind, "size": e.integrity.size,
             "hashes": e.integrity.hashes, "pinned": e.integrity.pinned, "pin": e.integrity.pin_level,
             "pin_detail": describe_pin(e), "weak_sha256": e.integrity.weak, "state": state,
-            "variants": [v for v in m.variants if e in m.select([v])], "manual": e.manual,
+            "variants": [v for v in m.variants if e in m.select([v])], "manual": e.manual, "manual_url": e.manual_url,
         })
     if cache is not None:
         cache.close()
@@ -157,6 +157,8 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
         out.print(f"  source: {f['source']}", markup=False)
         if f["manual"]:
             out.print(f"  manual: {f['manual']}", markup=False)
+            if f["manual_url"]:
+                out.print(f"  page: {f['manual_url']}", markup=False)
         for algo, digest in f["hashes"].items():
             out.print(f"  {algo}: {digest}", markup=False)
         if f["pin"] == "weak":
@@ -199,8 +201,14 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
         if f.status == "failed":
             err.print(f"[red]error:[/red] {f.error}", highlight=False)
         elif f.status == "manual":
-            err.print(f"[yellow]manual:[/yellow] {f.path} must be fetched by hand: {f.manual}", highlight=False)
-            err.print(f"  put it at {r.dest / f.path}, then run the same command again.", highlight=False)
+            from rich.markup import escape
+
+            from .urls import redact
+
+            err.print(f"[yellow]manual:[/yellow] {escape(f'{f.error}: {f.manual}')}", highlight=False)
+            if f.manual_url:
+                err.print(f"  get it from {redact(f.manual_url)}", highlight=False, markup=False)
+            err.print(f"  put it at {r.dest / f.path}, then run the same command again.", highlight=False, markup=False)
     parts = [f"{counts.get(k, 0)} {k}" for k in ("fetched", "present", "failed", "manual") if counts.get(k)]
     colour = "green" if r.ok else "red"
     out.print(f"[{colour}]{'done' if r.ok else 'incomplete'}:[/{colour}] {', '.join(parts)} in {r.dest}/")

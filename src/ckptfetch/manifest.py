@@ -89,6 +89,7 @@ class FileEntry:
     archive: str | None = None
     member: str | None = None
     manual: str | None = None
+    manual_url: str | None = None  # with `manual`: the page to visit (shown, never fetched)
     layout: str = "plain"
     folder: bool = False  # `path` ends in "/": every file under the source's folder (e.g. an hf:// tree)
     include: tuple[str, ...] = ()  # for a folder: fnmatch globs over paths inside it (empty: all)
@@ -356,6 +357,8 @@ class _Parser:
             sources = [k for k in ("url", "urls", "archive", "manual") if k in entry]
             if "url" in entry and "urls" in entry:
                 sources.remove("urls")
+            if "manual" in entry and "url" in entry:
+                sources.remove("url")  # with `manual`, `url` is the page where a person gets the file
             if len(sources) != 1:
                 found = ", ".join(f"`{s}`" for s in sources) or "none"
                 raise self.fail(
@@ -384,7 +387,13 @@ class _Parser:
                 raise self.fail(f"file {fpath!r} has `member` but no `archive`", *keys, "member")
             elif "manual" in entry:
                 text = self.string(entry["manual"], "`manual`", *keys, "manual")
-                files[fpath] = FileEntry(fpath, integrity, manual=text, layout=file_layout)
+                page = None
+                if "url" in entry:
+                    page = self.url(entry["url"], "url", *keys, "url")
+                    if not page.startswith(("https://", "http://")):
+                        raise self.fail(f"the `url` of manual file {fpath!r} is a page to visit; it must be http(s)://",
+                                        *keys, "url")
+                files[fpath] = FileEntry(fpath, integrity, manual=text, manual_url=page, layout=file_layout)
             else:
                 furls = self.urls(entry, f"file {fpath!r}", *keys)
                 files[fpath] = FileEntry(fpath, self.with_weak_pin(integrity, furls, *keys), urls=furls,
