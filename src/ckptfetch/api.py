@@ -630,6 +630,12 @@ def verify(
     return VerifyResult(root, items)
 
 
+def relies_on_nothing(e: FileEntry) -> bool:
+    """True when nothing checks `e`'s bytes: no hash, no weak pin, and no Hub to declare one."""
+    return (e.integrity.pin_level == "unpinned" and not e.folder
+            and not any(u.startswith("hf://") for u in e.urls))
+
+
 def describe_pin(e: FileEntry) -> str:
     """How `e` is pinned, in words: "pinned", "weakly pinned (...)" or "unpinned (...)"."""
     if e.integrity.hashes or e.integrity.weak:
@@ -652,5 +658,5 @@ def describe_source(e: FileEntry) -> str:
 
 __all__ = [
     "DownloadError", "FetchResult", "FileOutcome", "Plan", "PlanItem", "VerifyItem", "VerifyResult",
-    "check_file", "describe_pin", "describe_source", "fetch", "plan", "verify",
+    "check_file", "describe_pin", "describe_source", "relies_on_nothing", "fetch", "plan", "verify",
 ]

@@ -70,6 +70,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def list_cmd(as_json: bool) -> None:
     """List the bundled and found manifests with sizes and variants."""
+    from .api import relies_on_nothing
     from .manifest import bundled_dir, iter_manifest_files, load_manifest
 
     rows: list[dict[str, Any]] = []
@@ -82,7 +83,7 @@ def list_cmd(as_json: bool) -> None:
         rows.append({
             "name": m.name, "path": str(path), "bundled": path.parent.resolve() == bundled_dir(),
             "files": len(m.files), "size": m.total_size(m.files.values()), "variants": list(m.variants),
-            "unpinned": sum(1 for f in m.files.values() if f.integrity.pin_level == "unpinned"),
+            "unpinned": sum(1 for f in m.files.values() if relies_on_nothing(f)),
             "description": m.description,
         })
     if as_json:
@@ -180,7 +181,9 @@ def _print_plan(out: Console, p: Plan) -> None:
     manual = [i for i in p.items if i.action == "manual"]
     size = p.bytes_to_fetch()
     what = f"{len(fetch)} to fetch" + (f" ({_human_size(size)})" if size is not None and fetch else "")
-    unpinned = sum(1 for i in fetch if i.entry.integrity.pin_level == "unpinned")
+    from .api import relies_on_nothing
+
+    unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
     out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {len(p.items)} files, {len(present)} present, {what}"
               + (f", {len(manual)} manual" if manual else "")
               + (f" ({unpinned} unpinned)" if unpinned else ""))
