@@ -283,3 +283,50 @@ def test_plain_http_mirror_of_drive_and_dropbox_urls_is_a_plain_file(server: Tes
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out/a.pth").read_bytes() == a and (tmp_path / "out/b.zip").read_bytes() == b
     assert [q.path for q in server.requests if "dl=1" in q.path or "uc?" in q.path] == []
+
+
+# --- the real sam-pt manifest's Drive and Dropbox entries, behind look-alike hosts ----------------
+
+
+def test_sam_pt_drive_and_dropbox_entries_through_the_real_urls(hosts: FakeHosts, tmp_path: Path) -> None:
+    from .conftest import REPO
+    from .samples import make_archive
+
+    doc = yaml.safe_load((REPO / "manifests/sam-pt.yaml").read_text())
+    drive_key = "tapnet_ckpts/open_source_ckpt/checkpoint_wo_optstate.npy"
+    npy = blob(60_000, seed=51)
+    doc["files"][drive_key]["md5"] = md5(npy)
+    fid = "1fGhoW33k87OQQHUTmFobMUjEnRixhuqg"
+    hosts["drive.google.com"].redirect(f"/uc?export=download&id={fid}",
+                                       f"https://drive.usercontent.google.com/download?id={fid}&export=download", 303)
+    hosts["drive.usercontent.google.com"].add(f"/download?id={fid}&export=download", CONFIRM_PAGE.format(id=fid).encode(),
+                                              content_type="text/html; charset=utf-8")
+    hosts["drive.usercontent.google.com"].add(
+        f"/download?id={fid}&export=download&confirm=t&uuid=3f1c2a7e-0b1d-4c5e-9f00-aa11bb22cc33", npy)
+
+    raft = {}
+    for n, key in enumerate(k for k in doc["files"] if k.startswith("raft_ckpts/")):
+        raft[key] = blob(5_000 + n, seed=60 + n)
+        doc["files"][key]["md5"] = md5(raft[key])
+    zipped = make_archive("zip", {doc["files"][k]["member"]: v for k, v in raft.items()})
+    hosts["www.dropbox.com"].redirect("/s/4j4z58wuv8o0mfz/models.zip?dl=1", "https://uc1f2e.dl.dropboxusercontent.com/cd/0/inline/RAFT/file")
+    hosts["uc1f2e.dl.dropboxusercontent.com"].add("/cd/0/inline/RAFT/file", zipped)
+
+    pips2_key = "pips_plus_plus_ckpts/reference_model/model-000200000.pth"
+    pips2 = blob(7_000, seed=70)
+    doc["files"][pips2_key]["md5"] = md5(pips2)
+    tgz = make_archive("tar.gz", {"reference_model/model-000200000.pth": pips2})
+    hosts["www.dropbox.com"].redirect("/scl/fi/czdlt2zc2ji2b7zd0pvoe/reference_model.tar.gz?rlkey=56ebq4g5dk01kyq8kuismev14&dl=1",
+                                      "https://uc1f2e.dl.dropboxusercontent.com/cd/0/inline/PIPS2/file")
+    hosts["uc1f2e.dl.dropboxusercontent.com"].add("/cd/0/inline/PIPS2/file", tgz)
+
+    m = tmp_path / "sam-pt.yaml"
+    m.write_text(yaml.safe_dump(doc, sort_keys=False))
+    dest = tmp_path / "models"
+    code, out = get(m, dest, hosts, "--only", drive_key, "--only", "raft_ckpts/*", "--only", pips2_key)
+    assert code == 0, out
+    assert (dest / drive_key).read_bytes() == npy and (dest / pips2_key).read_bytes() == pips2
+    for key, data in raft.items():
+        assert (dest / key).read_bytes() == data
+    r = run_cli("verify", str(dest))
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 7
