@@ -57,6 +57,8 @@ def nothing_at(dest: Path) -> bool:
     f"https://drive.google.com/uc?id={FID}",
     f"https://drive.google.com/uc?export=download&id={FID}",
     f"https://docs.google.com/uc?export=download&id={FID}",
+    f"https://drive.google.com/u/0/uc?id={FID}&export=download",
+    f"https://drive.usercontent.google.com/download?id={FID}&export=download&authuser=0",
 ])
 def test_drive_share_links_name_the_file(url: str) -> None:
     assert gdrive.file_id(url) == FID
@@ -67,6 +69,7 @@ def test_drive_share_links_name_the_file(url: str) -> None:
     f"https://docs.google.com/document/d/{FID}/edit",
     f"https://example.org/file/d/{FID}/view",
     f"http://127.0.0.1:8000/drive.google.com/file/d/{FID}/view",
+    f"https://drive.google.com/download?id={FID}",
 ])
 def test_other_urls_are_not_drive_files(url: str) -> None:
     assert gdrive.file_id(url) is None

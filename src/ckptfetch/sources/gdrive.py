@@ -1,8 +1,8 @@
 """Google Drive share links: resolved to Drive's download request.
 
 A share link (`https://drive.google.com/file/d/ID/view?usp=sharing`,
-`open?id=ID`, `uc?id=ID`, `uc?export=download&id=ID`, or the same on
-docs.google.com) becomes `https://drive.google.com/uc?export=download&id=ID`.
+`open?id=ID`, `uc?id=ID`, `uc?export=download&id=ID`, the same on
+docs.google.com, or drive.usercontent.google.com's `download?id=ID`) becomes `https://drive.google.com/uc?export=download&id=ID`.
 Drive answers small files with the bytes; for large ones it shows a page
 ("can't scan this file for viruses") with a form whose action and hidden
 inputs make the real download URL. The engine hands that page to `on_html`,
@@ -27,13 +27,13 @@ from ..errors import DownloadError
 if TYPE_CHECKING:
     from . import Context, Resolved
 
-HOSTS = ("drive.google.com", "docs.google.com")
+HOSTS = ("drive.google.com", "docs.google.com", "drive.usercontent.google.com")
 DOWNLOAD = "https://drive.google.com/uc?export=download&id={id}"
 _ID = r"[A-Za-z0-9_-]{10,}"
 # /file/d/ID/..., /file/u/0/d/ID/...: the viewer and edit pages of a file
 _FILE_PATH = re.compile(rf"^/file(?:/u/\d+)?/d/({_ID})(?:/|$)")
-# ?id=ID on /open, /uc, /u/0/uc
-_ID_PATHS = re.compile(r"^(?:/u/\d+)?/(?:open|uc)/?$")
+# ?id=ID on /open, /uc, /u/0/uc, and drive.usercontent.google.com's /download
+_ID_PATHS = re.compile(r"^(?:/u/\d+)?/(?:open|uc|download)/?$")
 
 
 def file_id(url: str) -> str | None:
@@ -44,6 +44,8 @@ def file_id(url: str) -> str | None:
     m = _FILE_PATH.match(parts.path)
     if m:
         return m.group(1)
+    if parts.path.rstrip("/").endswith("/download") and parts.hostname != "drive.usercontent.google.com":
+        return None
     if _ID_PATHS.match(parts.path):
         ids = parse_qs(parts.query).get("id", [])
         if ids and re.fullmatch(_ID, ids[0]):
