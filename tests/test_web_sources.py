@@ -333,3 +333,22 @@ def test_sam_pt_drive_and_dropbox_entries_through_the_real_urls(hosts: FakeHosts
         assert (dest / key).read_bytes() == data
     r = run_cli("verify", str(dest))
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 7
+
+
+def test_drive_download_resumes_on_the_confirmed_url_after_a_cut(hosts: FakeHosts, tmp_path: Path) -> None:
+    fid = "1ResetMidDownload00000"
+    data = blob(3 << 20, seed=81)
+    uuid = "3f1c2a7e-0b1d-4c5e-9f00-aa11bb22cc33"
+    hosts["drive.google.com"].add(f"/uc?export=download&id={fid}", CONFIRM_PAGE.format(id=fid).encode(), content_type="text/html")
+    real = f"/download?id={fid}&export=download&confirm=t&uuid={uuid}"
+    content = hosts["drive.usercontent.google.com"]
+    content.add(real, data)
+    content.fault(real, "short", at=1 << 20)  # the connection closes after 1 MiB
+    m = write_manifest(tmp_path, {"w.pth": {"url": f"https://drive.google.com/uc?id={fid}", "md5": md5(data)}})
+    r = run_cli("get", str(m), "--dest", str(tmp_path / "out"), "--no-progress",
+                env=cli_env(CKPTFETCH_CONNECTIONS="1", **hosts.env))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out/w.pth").read_bytes() == data
+    assert hosts["drive.google.com"].hits(f"/uc?export=download&id={fid}") == 1, "the confirmation page is read once"
+    gets = [q for q in content.requests if q.path == real]
+    assert len(gets) == 2 and gets[1].headers.get("range") == f"bytes={1 << 20}-"
