@@ -176,13 +176,13 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
 
 
 def _print_plan(out: Console, p: Plan) -> None:
+    from .api import relies_on_nothing
+
     present = [i for i in p.items if i.action == "present"]
     fetch = p.to_fetch
     manual = [i for i in p.items if i.action == "manual"]
     size = p.bytes_to_fetch()
     what = f"{len(fetch)} to fetch" + (f" ({_human_size(size)})" if size is not None and fetch else "")
-    from .api import relies_on_nothing
-
     unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
     out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {len(p.items)} files, {len(present)} present, {what}"
               + (f", {len(manual)} manual" if manual else "")
