@@ -58,6 +58,7 @@ class Fault:
     seconds: float = 5.0
     location: str = ""
     body: bytes | None = None
+    content_type: str | None = None  # for "status": e.g. an HTML error page
 
     def __post_init__(self) -> None:
         """Validate the fault kind."""
@@ -325,7 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = fault.status or 500
             extra = [("Retry-After", fault.retry_after)] if fault.retry_after else []
             body = fault.body if fault.body is not None else f"error {status}\n".encode()
-            self._simple(status, body, head, None, extra=extra)
+            self._simple(status, body, head, None, content_type=fault.content_type or "text/plain; charset=utf-8",
+                         extra=extra)
             return
         if fault is not None and kind == "html":
             body = fault.body if fault.body is not None else HTML_ERROR_PAGE

@@ -249,3 +249,45 @@ def test_verify_after_a_partly_failed_get_reports_what_is_missing(server: TestSe
     assert r.returncode == 1
     assert sorted(r.stdout.splitlines()) == ["a/by-hand.bin: MISSING", "a/gone.bin: MISSING", "a/good.bin: OK"]
     assert "3 files in" in r.stderr
+
+
+def test_manual_entry_with_a_page_url(server: TestServer, tmp_path: Path) -> None:
+    page = "https://example.org/share/[weights]?e=I7KvRb"
+    m = manifest(tmp_path, {
+        "hand.pt": {"manual": "Sign in, download unimed.pt and save it as hand.pt.", "url": page, "md5": md5(b"ok")},
+        "auto.bin": {"url": server.add("/auto.bin", b"auto")},
+    })
+    dest = tmp_path / "out"
+    r = run_cli("show", str(m), "--dest", str(dest))
+    assert r.returncode == 0 and f"page: {page}" in r.stdout and f"source: manual ({page})" in r.stdout
+    shown = {f["path"]: f for f in json.loads(run_cli("show", str(m), "--json").stdout)["files"]}
+    assert shown["hand.pt"]["manual_url"] == page and shown["auto.bin"]["manual_url"] is None
+
+    r = run_cli("get", str(m), "--dest", str(dest))
+    assert r.returncode == 1
+    assert "manual: hand.pt is missing and must be fetched by hand: Sign in, download unimed.pt" in r.stderr
+    assert f"get it from {page}" in r.stderr and f"put it at {dest / 'hand.pt'}" in r.stderr
+    assert (dest / "auto.bin").read_bytes() == b"auto"
+    assert [q.path for q in server.requests] == ["/auto.bin"], "the page is shown, never fetched"
+    doc = json.loads(run_cli("get", str(m), "--dest", str(dest), "--json").stdout)
+    assert sorted((f["path"], f["status"], f["manual_url"]) for f in doc["files"]) == [
+        ("auto.bin", "present", None), ("hand.pt", "manual", page)]
+
+    (dest / "hand.pt").write_bytes(b"wrong")
+    r = run_cli("get", str(m), "--dest", str(dest))
+    assert r.returncode == 1 and "hand.pt does not match the manifest and must be fetched by hand" in r.stderr
+    assert (dest / "hand.pt").read_bytes() == b"wrong", "a manual file is never replaced or removed"
+    r = run_cli("verify", str(dest), "--manifest", str(m))
+    assert r.returncode == 1 and "hand.pt: FAILED" in r.stdout
+
+    (dest / "hand.pt").write_bytes(b"ok")
+    r = run_cli("get", str(m), "--dest", str(dest))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("verify", str(dest))
+    assert r.returncode == 0 and "hand.pt: OK" in r.stdout
+
+
+def test_manual_url_must_be_a_web_page(tmp_path: Path) -> None:
+    m = manifest(tmp_path, {"hand.pt": {"manual": "By hand.", "url": "hf://org/repo/x.pt"}})
+    r = run_cli("show", str(m))
+    assert r.returncode == 2 and "page to visit" in r.stderr

@@ -80,7 +80,7 @@ def test_errors_name_file_line_and_fix(tmp_path: Path, edit: tuple[str, str], me
 
 
 def test_two_sources_is_an_error(tmp_path: Path) -> None:
-    text = GOOD.replace("    manual: Ask the authors.", "    manual: Ask.\n    url: https://example.org/x")
+    text = GOOD.replace("    manual: Ask the authors.", "    manual: Ask.\n    urls: [https://example.org/x]")
     with pytest.raises(ManifestError, match="exactly one source"):
         load_manifest(write(tmp_path, text))
 

@@ -63,6 +63,7 @@ class FileOutcome:
     error: str | None = None
     digests: dict[str, str] = field(default_factory=dict)
     manual: str | None = None
+    manual_url: str | None = None  # the page to visit for a manual file
     meta: dict[str, str] = field(default_factory=dict)  # what the source told us, e.g. a resolved commit
 
 
@@ -206,7 +207,7 @@ def plan(
     cache = VerifiedCache(root) if root.is_dir() else None
 
     def decide(e: FileEntry) -> PlanItem:
-        status, _ = check_file(root, e.path, e.integrity.hashes, e.integrity.size, cache)
+        status, _ = check_file(root, e.path, e.integrity.checks, e.integrity.size, cache)
         if status == "OK" and not force:
             return PlanItem(e, PRESENT)
         if e.manual is not None:
@@ -249,10 +250,10 @@ class _Run:
         """Digests if the target is now present and correct (another process may have fetched it)."""
         if self.force:
             return None
-        status, _ = check_file(self.dest, e.path, e.integrity.hashes, e.integrity.size, self.cache)
+        status, _ = check_file(self.dest, e.path, e.integrity.checks, e.integrity.size, self.cache)
         if status != "OK":
             return None
-        return file_digests(self.dest, e.path, _needed_algorithms(e.integrity.hashes), self.cache) or {}
+        return file_digests(self.dest, e.path, _needed_algorithms(e.integrity.checks), self.cache) or {}
 
     def remember(self, rel: str, digests: dict[str, str]) -> None:
         try:
@@ -380,15 +381,22 @@ def _size_on_disk(dest: Path, rel: str) -> int | None:
 def _merge_pins(
     integrity: Integrity, hashes: dict[str, str], size: int | None, label: str, url: str
 ) -> tuple[dict[str, str], int | None]:
-    """The manifest's pins plus those a source declared; a disagreement is an error before any byte moves."""
-    merged = dict(integrity.hashes)
+    """The manifest's pins plus those a source declared; a disagreement is an error before any byte moves.
+
+    A weak pin (a sha256 prefix from the file name) gives way to a full digest the source declares, when
+    that digest starts with it.
+    """
+    merged = dict(integrity.checks)
     for algo, digest in hashes.items():
-        pinned = merged.setdefault(algo, digest.lower())
-        if pinned != digest.lower():
+        digest = digest.lower()
+        pinned = merged.setdefault(algo, digest)
+        if not digest.startswith(pinned):
+            what = f"the {integrity.weak_origin} says it starts with" if pinned == integrity.weak else "the manifest pins"
             raise DownloadError(
-                f"{label}: {redact(url)} declares {algo} {digest.lower()} but the manifest pins {pinned}; "
+                f"{label}: {redact(url)} declares {algo} {digest} but {what} {pinned}; "
                 "the upstream file changed, or the manifest is wrong. Nothing was downloaded."
             )
+        merged[algo] = digest
     if size is not None and integrity.size is not None and size != integrity.size:
         raise DownloadError(
             f"{label}: {redact(url)} declares {size} bytes but the manifest pins {integrity.size}; "
@@ -445,7 +453,7 @@ def fetch(
     if dry_run:
         return FetchResult(m.name, p.dest, [
             FileOutcome(i.entry.path, "present" if i.action == PRESENT else "planned" if i.action == FETCH else "manual",
-                        i.entry.integrity.size, i.entry.kind, manual=i.entry.manual)
+                        i.entry.integrity.size, i.entry.kind, manual=i.entry.manual, manual_url=i.entry.manual_url)
             for i in p.items
         ], dry_run=True)
 
@@ -462,11 +470,13 @@ def fetch(
     for item in p.items:
         e = item.entry
         if item.action == PRESENT:
-            digests = file_digests(p.dest, e.path, _needed_algorithms(e.integrity.hashes), run.cache) or {}
+            digests = file_digests(p.dest, e.path, _needed_algorithms(e.integrity.checks), run.cache) or {}
             run.done(FileOutcome(e.path, "present", _size_on_disk(p.dest, e.path), e.kind, digests=digests))
         elif item.action == MANUAL:
+            problem = "is missing" if item.reason == "missing" else "does not match the manifest"
             run.done(FileOutcome(e.path, "manual", e.integrity.size, "manual",
-                                 error=f"{e.path} must be fetched by hand", manual=e.manual))
+                                 error=f"{e.path} {problem} and must be fetched by hand", manual=e.manual,
+                                 manual_url=e.manual_url))
 
     # Archives first: they are usually the largest and yield several files.
     by_archive: dict[str, list[FileEntry]] = {}
@@ -564,7 +574,7 @@ def verify(
     if loaded:
         for m in loaded:
             for e in m.files.values():
-                expected[e.path] = (dict(e.integrity.hashes), e.integrity.size)
+                expected[e.path] = (dict(e.integrity.checks), e.integrity.size)
     else:
         record = read_record(root)
         if not record["manifests"]:
@@ -623,16 +633,33 @@ def verify(
     return VerifyResult(root, items)
 
 
+def relies_on_nothing(e: FileEntry) -> bool:
+    """True when nothing checks `e`'s bytes: no hash, no weak pin, and no Hub to declare one."""
+    return (e.integrity.pin_level == "unpinned" and not e.folder
+            and not any(u.startswith("hf://") for u in e.urls))
+
+
+def describe_pin(e: FileEntry) -> str:
+    """How `e` is pinned, in words: "pinned", "weakly pinned (...)" or "unpinned (...)"."""
+    if e.integrity.hashes or e.integrity.weak:
+        return e.integrity.describe_pin()
+    if e.folder:
+        return "unpinned (a folder: each file is checked against what its source declares)"
+    if any(u.startswith("hf://") for u in e.urls):
+        return "unpinned in the manifest (the Hub's sha256 is checked for files it stores in LFS)"
+    return "unpinned (no hash in the manifest or its URL)"
+
+
 def describe_source(e: FileEntry) -> str:
     """A one-line, secret-free description of where a file comes from."""
     if e.archive:
         return f"{e.archive}:{e.member}"
     if e.manual is not None:
-        return "manual"
+        return f"manual ({redact(e.manual_url)})" if e.manual_url else "manual"
     return redact(e.urls[0]) + (f" (+{len(e.urls) - 1} mirrors)" if len(e.urls) > 1 else "")
 
 
 __all__ = [
     "DownloadError", "FetchResult", "FileOutcome", "Plan", "PlanItem", "VerifyItem", "VerifyResult",
-    "check_file", "describe_source", "fetch", "plan", "verify",
+    "check_file", "describe_pin", "describe_source", "relies_on_nothing", "fetch", "plan", "verify",
 ]

@@ -70,6 +70,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def list_cmd(as_json: bool) -> None:
     """List the bundled and found manifests with sizes and variants."""
+    from .api import relies_on_nothing
     from .manifest import bundled_dir, iter_manifest_files, load_manifest
 
     rows: list[dict[str, Any]] = []
@@ -82,6 +83,7 @@ def list_cmd(as_json: bool) -> None:
         rows.append({
             "name": m.name, "path": str(path), "bundled": path.parent.resolve() == bundled_dir(),
             "files": len(m.files), "size": m.total_size(m.files.values()), "variants": list(m.variants),
+            "unpinned": sum(1 for f in m.files.values() if relies_on_nothing(f)),
             "description": m.description,
         })
     if as_json:
@@ -97,7 +99,8 @@ def list_cmd(as_json: bool) -> None:
             continue
         size = _human_size(r["size"]) if r["size"] is not None else "size not pinned"
         variants = ", ".join(r["variants"]) or "-"
-        out.print(f"[bold]{r['name']}[/bold]  {r['files']} files, {size}  variants: {variants}")
+        unpinned = f", {r['unpinned']} unpinned" if r["unpinned"] else ""
+        out.print(f"[bold]{r['name']}[/bold]  {r['files']} files{unpinned}, {size}  variants: {variants}")
         if r["description"]:
             out.print(f"    {r['description']}", markup=False)
         out.print(f"    {r['path']}", style="dim", markup=False)
@@ -114,7 +117,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     """Show a manifest's files, sizes, sources, hashes and installed state."""
     from pathlib import Path
 
-    from .api import check_file, describe_source
+    from .api import check_file, describe_pin, describe_source
     from .manifest import resolve_manifest
     from .state import VerifiedCache
 
@@ -123,12 +126,13 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     cache = VerifiedCache(root) if (root / ".ckptfetch").is_dir() else None
     files: list[dict[str, Any]] = []
     for e in m.files.values():
-        status, detail = check_file(root, e.path, e.integrity.hashes, e.integrity.size, cache)
+        status, detail = check_file(root, e.path, e.integrity.checks, e.integrity.size, cache)
         state = {"OK": "installed", "MISSING": "missing", "FAILED": "corrupt"}[status]
         files.append({
             "path": e.path, "source": describe_source(e), "kind": e.kind, "size": e.integrity.size,
-            "hashes": e.integrity.hashes, "pinned": e.integrity.pinned, "state": state,
-            "variants": [v for v in m.variants if e in m.select([v])], "manual": e.manual,
+            "hashes": e.integrity.hashes, "pinned": e.integrity.pinned, "pin": e.integrity.pin_level,
+            "pin_detail": describe_pin(e), "weak_sha256": e.integrity.weak, "state": state,
+            "variants": [v for v in m.variants if e in m.select([v])], "manual": e.manual, "manual_url": e.manual_url,
         })
     if cache is not None:
         cache.close()
@@ -155,10 +159,14 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
         out.print(f"  source: {f['source']}", markup=False)
         if f["manual"]:
             out.print(f"  manual: {f['manual']}", markup=False)
+            if f["manual_url"]:
+                out.print(f"  page: {f['manual_url']}", markup=False)
         for algo, digest in f["hashes"].items():
             out.print(f"  {algo}: {digest}", markup=False)
-        if not f["hashes"]:
-            out.print("  unpinned: no hash in the manifest", style="yellow", markup=False)
+        if f["pin"] == "weak":
+            out.print(f"  {f['pin_detail']}: {f['weak_sha256']}", style="yellow", markup=False)
+        elif f["pin"] == "unpinned":
+            out.print(f"  {f['pin_detail']}", style="yellow", markup=False)
         out.print(f"  size: {f['size'] if f['size'] is not None else 'unknown'}", markup=False)
     for a in m.archives.values():
         out.print()
@@ -169,14 +177,18 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
 
 
 def _print_plan(out: Console, p: Plan) -> None:
+    from .api import relies_on_nothing
+
     present = [i for i in p.items if i.action == "present"]
     fetch = p.to_fetch
     manual = [i for i in p.items if i.action == "manual"]
     size = p.bytes_to_fetch()
     what = f"{len(fetch)} to fetch" + (f" ({_human_size(size)})" if size is not None and fetch else "")
+    unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
     n = len(p.items)
     out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {n} file{'' if n == 1 else 's'}, {len(present)} present, {what}"
-              + (f", {len(manual)} manual" if manual else ""))
+              + (f", {len(manual)} manual" if manual else "")
+              + (f" ({unpinned} unpinned)" if unpinned else ""))
     for i in p.items:
         if i.action == "present":
             continue
@@ -194,8 +206,14 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
         if f.status == "failed":
             err.print(f"[red]error:[/red] {f.error}", highlight=False)
         elif f.status == "manual":
-            err.print(f"[yellow]manual:[/yellow] {f.path} must be fetched by hand: {f.manual}", highlight=False)
-            err.print(f"  put it at {r.dest / f.path}, then run the same command again.", highlight=False)
+            from rich.markup import escape
+
+            from .urls import redact
+
+            err.print(f"[yellow]manual:[/yellow] {escape(f'{f.error}: {f.manual}')}", highlight=False)
+            if f.manual_url:
+                err.print(f"  get it from {redact(f.manual_url)}", highlight=False, markup=False)
+            err.print(f"  put it at {r.dest / f.path}, then run the same command again.", highlight=False, markup=False)
     parts = [f"{counts.get(k, 0)} {k}" for k in ("fetched", "present", "failed", "manual") if counts.get(k)]
     colour = "green" if r.ok else "red"
     out.print(f"[{colour}]{'done' if r.ok else 'incomplete'}:[/{colour}] {', '.join(parts)} in {r.dest}/")

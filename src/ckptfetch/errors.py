@@ -48,8 +48,10 @@ class HashMismatch(DownloadError):
     """The bytes received are not the bytes the manifest pins."""
 
     def __init__(self, target: str, source: str, algo: str, expected: str, actual: str) -> None:
+        # A short expected digest is a prefix read from the file name or URL (a weak pin).
+        wanted = expected if len(expected) >= len(actual) else f"a digest starting with {expected} (from the URL)"
         super().__init__(
-            f"{target}: {algo} mismatch for {source}: expected {expected}, got {actual}. "
+            f"{target}: {algo} mismatch for {source}: expected {wanted}, got {actual}. "
             "The download was discarded; the file at the target path was not touched. "
             "If the upstream file changed on purpose, update the manifest."
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,10 +59,19 @@ def hash_file(path: str | os.PathLike[str], algorithms: Iterable[str]) -> dict[s
 
 
 def first_mismatch(expected: Mapping[str, str], actual: Mapping[str, str]) -> tuple[str, str, str] | None:
-    """The (algo, expected, actual) of the first differing digest, strongest first."""
+    """The (algo, expected, actual) of the first differing digest, strongest first.
+
+    An expected digest shorter than the algorithm's is a prefix (a weak pin
+    read from a file name) and matches every digest that starts with it.
+
+    >>> first_mismatch({"sha256": "f37072fd"}, {"sha256": "f37072fd" + "0" * 56}) is None
+    True
+    """
     for algo in STRENGTH:
-        if algo in expected and algo in actual and expected[algo].lower() != actual[algo].lower():
+        if algo in expected and algo in actual and not actual[algo].lower().startswith(expected[algo].lower()):
             return algo, expected[algo], actual[algo]
+        if algo in expected and algo in actual and not expected[algo]:
+            return algo, expected[algo], actual[algo]  # an empty pin never matches
     return None
 
 
@@ -149,3 +159,45 @@ class ThreadedHasher:
             self.close()
             self._digests = {name: h.hexdigest() for name, h in self._hashes.items()}
         return self._digests
+
+
+# --- hashes that URLs carry by convention ------------------------------------------
+
+# torch hub (`HASH_REGEX = r'-([a-f0-9]*)\.'`, checked as sha256.startswith) and OpenMMLab
+# (`publish_model.py` appends `-{sha256[:8]}`, releases often add `_YYYYMMDD`): a
+# lowercase hex run of 8+ digits after the last `-`, right before the extension.
+_NAME_PREFIX = re.compile(r"-([0-9a-f]{8,64})(?:_\d{8})?(?:\.[A-Za-z0-9]+)+$")
+_FULL_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def sha256_from_url(url: str) -> tuple[str, str] | None:
+    """A sha256 (or a prefix of one) that `url` carries by convention, with where it came from.
+
+    A path segment of exactly 64 lowercase hex digits is a full sha256 (OpenAI
+    CLIP's `.../models/<sha256>/ViT-B-16.pt`); otherwise a file name ending in
+    `-<8+ hex digits>[_YYYYMMDD].ext` carries a prefix (torch hub, OpenMMLab).
+    A run of digits only is a date or a counter, never taken for a hash.
+
+    >>> sha256_from_url("https://download.pytorch.org/models/resnet18-f37072fd.pth")
+    ('f37072fd', 'file name')
+    >>> sha256_from_url("https://h/rtmw3d-l_8xb64_cocktail14-384x288-794dbc78_20240626.pth")
+    ('794dbc78', 'file name')
+    >>> sha256_from_url("https://h/model-20240626.pth") is None
+    True
+    """
+    from urllib.parse import unquote, urlsplit
+
+    path = urlsplit(url).path
+    segments = [unquote(s) for s in path.split("/") if s]
+    for seg in segments[:-1]:
+        if _FULL_SHA256.match(seg):
+            return seg, "URL path"
+    if not segments:
+        return None
+    m = _NAME_PREFIX.search(segments[-1])
+    if m is None:
+        return None
+    prefix = m.group(1)
+    if prefix.isdigit() or not any(c.isdigit() for c in prefix):
+        return None  # all digits: a date or a step count; all letters: a word
+    return prefix, "file name"

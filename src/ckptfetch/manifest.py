@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import ManifestError
-from .hashing import ALGORITHMS, is_hex_digest
+from .hashing import ALGORITHMS, is_hex_digest, sha256_from_url
 
 FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -38,10 +38,35 @@ class Integrity:
 
     hashes: dict[str, str] = field(default_factory=dict)
     size: int | None = None
+    # A sha256, or a prefix of one, that the URL carries by convention (torch hub / OpenMMLab file names,
+    # OpenAI CLIP paths); only set when `hashes` is empty, and then checked instead.
+    weak: str | None = None
+    weak_origin: str = ""  # "file name" | "URL path"
 
     @property
     def pinned(self) -> bool:
         return bool(self.hashes)
+
+    @property
+    def checks(self) -> dict[str, str]:
+        """What the bytes must match: the manifest's hashes, else the weak pin (`first_mismatch` takes prefixes)."""
+        if self.hashes:
+            return self.hashes
+        return {"sha256": self.weak} if self.weak else {}
+
+    @property
+    def pin_level(self) -> str:
+        """"pinned", "weak" or "unpinned", as `show` reports it."""
+        return "pinned" if self.hashes else "weak" if self.weak else "unpinned"
+
+    def describe_pin(self) -> str:
+        """How the file is pinned, in words (`show`)."""
+        if self.hashes:
+            return "pinned"
+        if self.weak:
+            what = "sha256" if len(self.weak) == 64 else "sha256 prefix"
+            return f"weakly pinned ({what} from the {self.weak_origin})"
+        return "unpinned"
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,7 @@ class FileEntry:
     archive: str | None = None
     member: str | None = None
     manual: str | None = None
+    manual_url: str | None = None  # with `manual`: the page to visit (shown, never fetched)
     layout: str = "plain"
     folder: bool = False  # `path` ends in "/": every file under the source's folder (e.g. an hf:// tree)
     include: tuple[str, ...] = ()  # for a folder: fnmatch globs over paths inside it (empty: all)
@@ -261,6 +287,23 @@ class _Parser:
             raise self.fail(f"`size` must be a whole number of bytes, got {size!r}", *keys, "size")
         return Integrity(hashes, size)
 
+    def with_weak_pin(self, integrity: Integrity, urls: Sequence[str], *keys: str) -> Integrity:
+        """`integrity` plus the sha256 (prefix) the URLs carry, when the manifest gives no hash."""
+        if integrity.hashes:
+            return integrity
+        found: list[tuple[str, str]] = [p for p in map(sha256_from_url, urls) if p is not None]
+        if not found:
+            return integrity
+        found.sort(key=lambda p: -len(p[0]))
+        longest, origin = found[0]
+        for prefix, _ in found[1:]:
+            if not longest.startswith(prefix):
+                raise self.fail(
+                    f"the URLs disagree about the file's sha256 ({longest} vs {prefix}, read from their names); "
+                    "give `sha256:` explicitly or fix the URLs", *keys,
+                )
+        return Integrity(integrity.hashes, integrity.size, weak=longest, weak_origin=origin)
+
     def parse(self) -> Manifest:
         data = self.mapping(self.data, "the manifest")
         if not data:
@@ -294,9 +337,9 @@ class _Parser:
                     f"archive format {fmt!r} is not one of {', '.join(ARCHIVE_FORMATS)}{_hint(str(fmt), ARCHIVE_FORMATS)}",
                     "archives", aname, "format",
                 )
+            aurls = self.urls(entry, f"archive {aname!r}", "archives", aname)
             archives[aname] = Archive(
-                aname, self.urls(entry, f"archive {aname!r}", "archives", aname),
-                self.integrity(entry, "archives", aname), fmt,
+                aname, aurls, self.with_weak_pin(self.integrity(entry, "archives", aname), aurls, "archives", aname), fmt,
             )
 
         files: dict[str, FileEntry] = {}
@@ -319,6 +362,8 @@ class _Parser:
             sources = [k for k in ("url", "urls", "archive", "manual") if k in entry]
             if "url" in entry and "urls" in entry:
                 sources.remove("urls")
+            if "manual" in entry and "url" in entry:
+                sources.remove("url")  # with `manual`, `url` is the page where a person gets the file
             if len(sources) != 1:
                 found = ", ".join(f"`{s}`" for s in sources) or "none"
                 raise self.fail(
@@ -347,9 +392,16 @@ class _Parser:
                 raise self.fail(f"file {fpath!r} has `member` but no `archive`", *keys, "member")
             elif "manual" in entry:
                 text = self.string(entry["manual"], "`manual`", *keys, "manual")
-                files[fpath] = FileEntry(fpath, integrity, manual=text, layout=file_layout)
+                page = None
+                if "url" in entry:
+                    page = self.url(entry["url"], "url", *keys, "url")
+                    if not page.startswith(("https://", "http://")):
+                        raise self.fail(f"the `url` of manual file {fpath!r} is a page to visit; it must be http(s)://",
+                                        *keys, "url")
+                files[fpath] = FileEntry(fpath, integrity, manual=text, manual_url=page, layout=file_layout)
             else:
-                files[fpath] = FileEntry(fpath, integrity, urls=self.urls(entry, f"file {fpath!r}", *keys),
+                furls = self.urls(entry, f"file {fpath!r}", *keys)
+                files[fpath] = FileEntry(fpath, self.with_weak_pin(integrity, furls, *keys), urls=furls,
                                          layout=file_layout)
         _check_path_clashes(files, self)
 

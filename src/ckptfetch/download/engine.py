@@ -455,12 +455,15 @@ class _Job:
             if status == 416 and offset:
                 raise _Restart()
             if status >= 400 or status not in (200, 206):
+                if self.on_html is not None and _is_html(resp) and status < 500 and not is_retryable_status(status):
+                    # The source may know what this error page means (e.g. Drive's "file not found");
+                    # whatever it returns, a 4xx is not followed.
+                    self._page_hook(resp)
                 self._raise_for_status(resp)
             if _is_html(resp) and self.target.suffix.lower() not in (".html", ".htm"):
                 if self.on_html is not None and self.html_hops < MAX_HTML_HOPS:
                     # An interstitial page (e.g. a "too large to scan" form): the source says where to go next.
-                    page = resp.raw.read(MAX_PAGE_BYTES, decode_content=True).decode(resp.encoding or "utf-8", "replace")
-                    self.url = urljoin(resp.url, self.on_html(page, resp.url))
+                    self.url = urljoin(resp.url, self._page_hook(resp))
                     self.html_hops += 1
                     raise _Again()
                 raise DownloadError(
@@ -637,6 +640,18 @@ class _Job:
                 continue
             return resp
         raise DownloadError(f"{self.label}: too many redirects from {self.shown}")
+
+    def _page_hook(self, resp: requests.Response) -> str:
+        """Hand an HTML page to the source's `on_html`; its errors are prefixed with the file's label."""
+        assert self.on_html is not None
+        page = resp.raw.read(MAX_PAGE_BYTES, decode_content=True).decode(resp.encoding or "utf-8", "replace")
+        try:
+            return self.on_html(page, resp.url)
+        except DownloadError as exc:
+            text = str(exc)
+            if text.startswith(f"{self.label}: "):
+                raise
+            raise DownloadError(f"{self.label}: {text}") from None
 
     def _raise_for_status(self, resp: requests.Response) -> None:
         status = resp.status_code

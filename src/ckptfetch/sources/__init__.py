@@ -58,9 +58,12 @@ class Source(Protocol):
 
 
 def _sources() -> Sequence[Source]:
+    from .dropbox import DropboxSource
+    from .gdrive import GoogleDriveSource
+    from .github import GitHubSource
     from .http import PlainSource
 
-    return (PlainSource(),)
+    return (GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
 
 
 def source_for(url: str) -> Source:
