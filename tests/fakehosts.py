@@ -15,6 +15,8 @@ with the `openssl` command line tool.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -25,10 +27,22 @@ from types import TracebackType
 from .httpserver import TestServer
 
 
+def _ensure_openssl() -> None:
+    """The test setup installs the openssl tool (Debian's package) on a machine that lacks it."""
+    if shutil.which("openssl"):
+        return
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "openssl"]):
+        subprocess.run(cmd, check=False, capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not shutil.which("openssl"):
+        raise RuntimeError("the tests need the openssl command; install it (apt-get install openssl)")
+
+
 def make_certificates(folder: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
     """(CA certificate, server certificate, server key) for `hosts`, signed by a fresh CA."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca, key, csr, cert = (folder / n for n in ("ca.key", "ca.pem", "host.key", "host.csr", "host.pem"))
+
+    _ensure_openssl()
 
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
