@@ -59,8 +59,9 @@ class Source(Protocol):
 
 def _sources() -> Sequence[Source]:
     from .http import PlainSource
+    from .huggingface import HubSource
 
-    return (PlainSource(),)
+    return (HubSource(), PlainSource())
 
 
 def source_for(url: str) -> Source:
