@@ -110,7 +110,7 @@ class FakeHub:
         return commit
 
     def _publish(self, repo: Repo, commit: str) -> None:
-        for path, data in repo.snapshots[commit].items():
+        for data in repo.snapshots[commit].values():
             if len(data) >= LFS_THRESHOLD:
                 self.cdn.add(self.cdn_path(repo, hashlib.sha256(data).hexdigest()), data)
 

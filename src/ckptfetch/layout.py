@@ -163,9 +163,9 @@ def link_snapshot(dest: Path, e: FileEntry, commit: str, etag: str) -> str:
             try:
                 os.symlink(relative, tmp)
             except (OSError, NotImplementedError):
-                import shutil
-
-                shutil.copyfile(blob, tmp)
+                # No symlinks here: the snapshot entry holds the bytes, as huggingface_hub then does (it moves
+                # the new blob there; a later file with the same blob is fetched again).
+                os.replace(blob, tmp)
             os.replace(tmp, link)
     finally:
         tmp.unlink(missing_ok=True)
