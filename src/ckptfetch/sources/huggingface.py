@@ -245,7 +245,7 @@ def _request(
                     resp.close()
                     current, params, hops = target, None, hops + 1
                     continue
-            if not is_retryable_status(resp.status_code):
+            if not is_retryable_status(resp.status_code) or (method == "HEAD" and resp.status_code == 501):
                 return resp
             problem = f"HTTP {resp.status_code} from {urlsplit(current).hostname}"
             wait = retry_after_seconds(resp.headers.get("Retry-After"))
@@ -288,7 +288,7 @@ class HubSource:
         resp = _request(ctx, "HEAD", f.resolve_url(), auth, what, f)
         with resp:
             status, headers = resp.status_code, resp.headers
-        if status == 405:
+        if status in (405, 501):
             # Not a Hub after all (HEAD refused): fetch the resolve URL as a plain file.
             return Resolved([Request(f.resolve_url(), auth)], meta=self._meta(f, None, None, None))
         if status >= 400:
