@@ -80,7 +80,21 @@ def test_url_forms(hub: FakeHub) -> None:
     assert hf.parse("https://example.org/org/model/resolve/main/x.bin") is None
     assert hf.parse("https://huggingface.co/org/model/blob/main/x.bin") is None
     assert hf.parse("hf://just-one-name") is None
+    # Nothing that could climb out of a cache folder (refs/<revision>, snapshots/<commit>/<path>).
+    for bad in ("hf://org/model@..%2F..%2Fx/a.bin", "hf://org/model/../../a.bin", "hf://org/model/a//b.bin",
+                "hf://org/model@./a.bin", f"{hub.url}/org/model/resolve/main/..%2F..%2Fa.bin"):
+        assert hf.parse(bad) is None, bad
     assert hf.parse("hf://org/model/") == hf.HubFile("model", "org/model", "main", "", hub.url)  # the whole repo
+
+
+def test_unsafe_hub_url_is_refused(hub: FakeHub, tmp_path: Path, fast: Settings) -> None:
+    m = manifest(tmp_path, "layout: hf-cache\nfiles:\n  x:\n    url: hf://org/model@..%2F..%2F..%2Fescape/config.json\n")
+    with pytest.raises(UsageError, match="hf-cache layout only places Hugging Face files"):
+        api.fetch(m, tmp_path / "cache", settings=fast)
+    m = manifest(tmp_path, "files:\n  x:\n    url: hf://org/model/../config.json\n")
+    r = api.fetch(m, tmp_path / "models", settings=fast)
+    assert not r.ok and "does not name a file of a Hugging Face repo" in (r.files[0].error or "")
+    assert not (tmp_path / "escape").exists() and hub.requests == []
 
 
 def test_token_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

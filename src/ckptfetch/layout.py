@@ -77,12 +77,18 @@ def check(entries: list[FileEntry]) -> None:
 
 
 def _url_name(e: FileEntry) -> str:
+    """The file name torch.hub would give the download: the last part of the URL's path."""
     f = hub_file(e)
     if f is not None:
-        return posixpath.basename(f.path)
-    if e.urls:
-        return posixpath.basename(unquote(urlsplit(e.urls[0]).path))
-    return posixpath.basename(e.path)
+        name = posixpath.basename(f.path)
+    elif e.urls:
+        name = posixpath.basename(unquote(urlsplit(e.urls[0]).path))
+    else:
+        name = posixpath.basename(e.path)
+    if name in ("", ".", "..") or "\\" in name or "\x00" in name:
+        raise UsageError(f"{e.path}: the torch-hub layout names files after their URL, and {e.urls[0] if e.urls else e.path!r} "
+                         "has no usable file name; use `layout: plain` for it")
+    return name
 
 
 def repo_folder(f: hf.HubFile) -> str:

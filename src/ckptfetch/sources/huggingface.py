@@ -127,12 +127,28 @@ class HubFile:
         return "--".join([f"{self.repo_type}s", *self.repo_id.split("/")])
 
 
+def _safe(text: str, *, folder_ok: bool = False) -> bool:
+    """A revision or repo path that cannot climb out of a cache folder: no `..`, `.`, empty parts or backslashes."""
+    if folder_ok and text.endswith("/"):
+        text = text[:-1]
+    if not text:
+        return folder_ok
+    return "\\" not in text and "\x00" not in text and all(p not in ("", ".", "..") for p in text.split("/"))
+
+
 def parse(url: str) -> HubFile | None:
-    """The Hub file `url` names, or None when it is not a Hub URL.
+    """The Hub file `url` names, or None when it is not a Hub URL (or not a safe one).
 
     >>> parse("hf://datasets/org/data@v1/a/b.bin").repo_type
     'dataset'
     """
+    f = _parse(url)
+    if f is None or not _safe(f.revision) or not _safe(f.path, folder_ok=True):
+        return None
+    return f
+
+
+def _parse(url: str) -> HubFile | None:
     if url.startswith("hf://"):
         m = _HF_RE.match(url)
         if m is None:
@@ -274,7 +290,7 @@ class HubSource:
     name = "huggingface"
 
     def matches(self, url: str) -> bool:
-        return parse(url) is not None
+        return url.startswith("hf://") or parse(url) is not None
 
     def resolve(self, url: str, ctx: Context) -> Resolved:
         from ..download import Request
