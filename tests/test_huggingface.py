@@ -559,3 +559,15 @@ def test_cli_lock_json(hub: FakeHub, tmp_path: Path) -> None:
     assert doc["changed"] and doc["from_metadata"] == ["w"] and doc["from_bytes"] == []
     assert doc["files"]["w"] == {"sha256": sha256(BIG), "size": len(BIG), "commit": hub.repos["model", "org/model"].commit}
     assert out.is_file() and hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_hf_cache_entries_sharing_a_blob_download_it_once(hub: FakeHub, tmp_path: Path, fast: Settings) -> None:
+    m = manifest(tmp_path, "layout: hf-cache\nfiles:\n  weights:\n    url: hf://org/model/model.safetensors\n"
+                           "  whole/:\n    url: hf://org/model/\n")
+    cache = tmp_path / "cache"
+    r = api.fetch(m, cache, jobs=4, settings=fast)
+    assert r.ok, [f.error for f in r.files]
+    assert {f.path for f in r.files} == {"weights", "whole/model.safetensors", "whole/config.json", "whole/sub/dir/deep.bin"}
+    lfs = hub.cdn_path(hub.repos["model", "org/model"], sha256(BIG))
+    assert sum(1 for q in hub.cdn.requests if q.path.split("?")[0] == lfs) == 1
+    assert api.verify(cache, strict=True).ok

@@ -370,16 +370,26 @@ class _Run:
             try:
                 found = resolve(url, ctx)
                 hashes, size = _merge_pins(integrity, found.hashes, found.size, label, url)
-                path = target(found.meta) if callable(target) else target
-                if callable(target) and path.is_file() and (size is None or path.stat().st_size == size) and hashes:
-                    have = hash_file(path, self.algos(hashes))
-                    if first_mismatch(hashes, have) is None:
-                        return have, found.meta
-                digests = download(
-                    found.requests, path, hashes=hashes, size=size, algorithms=self.algos(hashes),
-                    session=self.session, settings=self.settings, reporter=self.reporter, label=label,
-                    sync_dir=sync_dir,
-                )
+                if not callable(target):
+                    digests = download(
+                        found.requests, target, hashes=hashes, size=size, algorithms=self.algos(hashes),
+                        session=self.session, settings=self.settings, reporter=self.reporter, label=label,
+                        sync_dir=sync_dir,
+                    )
+                    return digests, found.meta
+                path = target(found.meta)
+                # Several entries may share one blob (the same repo file under two keys, identical files):
+                # one download at a time per blob, and a blob already in place is not fetched again.
+                with locked(self.dest, f"blob:{path}", self.settings.cancel):
+                    if path.is_file() and (size is None or path.stat().st_size == size) and hashes:
+                        have = hash_file(path, self.algos(hashes))
+                        if first_mismatch(hashes, have) is None:
+                            return have, found.meta
+                    digests = download(
+                        found.requests, path, hashes=hashes, size=size, algorithms=self.algos(hashes),
+                        session=self.session, settings=self.settings, reporter=self.reporter, label=label,
+                        sync_dir=sync_dir,
+                    )
                 return digests, found.meta
             except DownloadError as exc:
                 errors.append(exc)
