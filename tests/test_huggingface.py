@@ -80,6 +80,11 @@ def test_url_forms(hub: FakeHub) -> None:
     assert hf.parse("https://example.org/org/model/resolve/main/x.bin") is None
     assert hf.parse("https://huggingface.co/org/model/blob/main/x.bin") is None
     assert hf.parse("hf://just-one-name") is None
+    c = "0123456789abcdef0123456789abcdef01234567"
+    assert hf.at_commit("hf://datasets/org/data@v2/a/b.bin", c) == f"hf://datasets/org/data@{c}/a/b.bin"
+    assert hf.at_commit("https://huggingface.co/o/r/resolve/main/x/resolve/y.bin", c) == \
+        f"https://huggingface.co/o/r/resolve/{c}/x/resolve/y.bin"
+    assert hf.at_commit("https://example.org/o/r/resolve/main/y.bin", c) == "https://example.org/o/r/resolve/main/y.bin"
     # Nothing that could climb out of a cache folder (refs/<revision>, snapshots/<commit>/<path>).
     for bad in ("hf://org/model@..%2F..%2Fx/a.bin", "hf://org/model/../../a.bin", "hf://org/model/a//b.bin",
                 "hf://org/model@./a.bin", f"{hub.url}/org/model/resolve/main/..%2F..%2Fa.bin"):
@@ -571,3 +576,30 @@ def test_hf_cache_entries_sharing_a_blob_download_it_once(hub: FakeHub, tmp_path
     lfs = hub.cdn_path(hub.repos["model", "org/model"], sha256(BIG))
     assert sum(1 for q in hub.cdn.requests if q.path.split("?")[0] == lfs) == 1
     assert api.verify(cache, strict=True).ok
+
+
+def test_lock_the_bundled_sam_pt_through_a_mirror(tmp_path: Path) -> None:
+    """Archives, md5-pinned files and huggingface.co URLs behind a plain mirror: every file pinned from its bytes."""
+    from ckptfetch.lock import load_lock, make_lock
+
+    from .conftest import REPO
+    from .httpserver import TestServer
+    from .samples import serve_manifest
+
+    with TestServer() as server:
+        copy, contents = serve_manifest(REPO / "manifests" / "sam-pt.yaml", server, tmp_path / "manifests")
+        mirrors = [("https://", f"{server.url}/")]
+        fast = Settings(retries=1, backoff=0.01, backoff_max=0.02, connect_timeout=2, read_timeout=2)
+        res = make_lock(copy, mirrors=mirrors, settings=fast)
+        lock = load_lock(res.path)
+        assert set(lock.files) == set(contents)
+        for key, data in contents.items():
+            assert (lock.files[key].sha256, lock.files[key].size) == (sha256(data), len(data)), key
+        hq = "samhq_ckpts/sam_hq_vit_b.pth"
+        assert lock.files[hq].commit == "67ab82412bc794d5ce2e9799b8b6a3c0a8cfe1d2"  # from the URL itself
+        text = res.path.read_bytes()
+        assert not make_lock(copy, mirrors=mirrors, settings=fast).changed and res.path.read_bytes() == text
+        dest = tmp_path / "models"
+        r = api.fetch(copy, dest, mirrors=mirrors, variants=["minimal"], settings=fast)
+        assert r.ok, [f.error for f in r.files]
+        assert api.verify(dest).ok

@@ -244,10 +244,11 @@ def make_lock(
     from .folders import expand, hub_lister
     from .layout import hub_file
     from .sources import Context, resolve
-    from .urls import env_mirrors
+    from .urls import candidates, env_mirrors
 
     m = _load(manifest)
     path = Path(output) if output is not None else lock_path(m)
+    mirrors = list(mirrors) if mirrors is not None else env_mirrors()
     settings = settings or Settings.from_env()
     session = make_session()
     ctx = Context(session, settings)
@@ -260,8 +261,12 @@ def make_lock(
         for key, e in m.files.items():
             sha, size, commit = e.integrity.hashes.get("sha256"), e.integrity.size, e.commit
             f = hub_file(e)
-            if f is not None and (commit is None or sha is None or size is None):
-                found = resolve(next(u for u in e.urls if hf.parse(u)), ctx)
+            if f is not None and commit is None and hf.COMMIT_RE.match(f.revision):
+                commit = f.revision
+            first = candidates(e.urls, mirrors)[0] if e.urls else ""
+            # Ask the Hub only when it is what `get` would ask first; behind a plain mirror, hash the bytes.
+            if f is not None and hf.parse(first) and (commit is None or sha is None or size is None):
+                found = resolve(first, ctx)
                 declared = found.hashes.get("sha256")
                 if sha is not None and declared is not None and sha != declared:
                     raise DownloadError(f"{key}: the Hub declares sha256 {declared} but the manifest pins {sha}; "
@@ -286,7 +291,7 @@ def make_lock(
             sub = dataclasses.replace(m, source=Path(tmp) / f"{m.name}.yaml",
                                       files={e.path: dataclasses.replace(e, layout="plain") for e in need_bytes},
                                       variants={})
-            result = fetch(sub, Path(tmp) / "files", mirrors=mirrors if mirrors is not None else env_mirrors(),
+            result = fetch(sub, Path(tmp) / "files", mirrors=mirrors,
                            jobs=jobs, reporter=reporter, settings=settings, algorithms=("sha256",))
             failed = [f for f in result.files if f.status != "fetched"]
             if failed:

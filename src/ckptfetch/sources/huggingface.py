@@ -185,7 +185,8 @@ def at_commit(url: str, commit: str) -> str:
         return url
     if url.startswith("hf://"):
         return f.uri(commit)
-    return f.resolve_url(commit)
+    # Keep the URL as written (its host, so --mirror prefixes still apply); only the revision changes.
+    return re.sub(r"/resolve/[^/]+/", f"/resolve/{commit}/", url, count=1)
 
 
 def _auth(f: HubFile) -> dict[str, str]:
