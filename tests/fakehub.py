@@ -55,8 +55,10 @@ class FakeHub:
 
     __test__ = False
 
-    def __init__(self, page_size: int = 2, token: str = "hf_test_token_123") -> None:
+    def __init__(self, page_size: int = 2, token: str = "hf_test_token_123", cdn_on_hub: bool = False) -> None:
         self.page_size = page_size
+        self.cdn_on_hub = cdn_on_hub  # LFS redirects stay on the Hub's host (under /cdn/) instead of the CDN
+        self.blobs: dict[str, bytes] = {}
         self.token = token
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[RequestLog] = []
@@ -113,6 +115,7 @@ class FakeHub:
         for data in repo.snapshots[commit].values():
             if len(data) >= LFS_THRESHOLD:
                 self.cdn.add(self.cdn_path(repo, hashlib.sha256(data).hexdigest()), data)
+                self.blobs[self.cdn_path(repo, hashlib.sha256(data).hexdigest())] = data
 
     @staticmethod
     def cdn_path(repo: Repo, sha: str) -> str:
@@ -143,6 +146,8 @@ class FakeHub:
         path = parts.path
         if path.startswith("/api/"):
             return self._api(path, parse_qs(parts.query), headers)
+        if path.startswith("/cdn/") and path[4:] in self.blobs:
+            return 200, {"Content-Type": "application/octet-stream"}, self.blobs[path[4:]]
         return self._resolve(method, path, headers)
 
     def _auth_error(self, repo: Repo | None, headers: Headers) -> tuple[int, dict[str, str], bytes] | None:
@@ -194,7 +199,8 @@ class FakeHub:
         common = {"X-Repo-Commit": commit}
         if len(data) >= LFS_THRESHOLD:
             sha = repo.lfs_sha.get(file_path) or hashlib.sha256(data).hexdigest()
-            cdn = f"{self.cdn.url}{self.cdn_path(repo, hashlib.sha256(data).hexdigest())}?X-Amz-Signature=abc"
+            where = f"{self.url}/cdn" if self.cdn_on_hub else self.cdn.url
+            cdn = f"{where}{self.cdn_path(repo, hashlib.sha256(data).hexdigest())}?X-Amz-Signature=abc"
             return 302, {**common, "Location": cdn, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
                          "ETag": f'W/"{git_blob_id(data)[:20]}"'}, b""
         return 200, {**common, "ETag": f'"{git_blob_id(data)}"', "Content-Type": "text/plain; charset=utf-8"}, data

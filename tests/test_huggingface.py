@@ -603,3 +603,17 @@ def test_lock_the_bundled_sam_pt_through_a_mirror(tmp_path: Path) -> None:
         r = api.fetch(copy, dest, mirrors=mirrors, variants=["minimal"], settings=fast)
         assert r.ok, [f.error for f in r.files]
         assert api.verify(dest).ok
+
+
+def test_metadata_read_from_a_redirect_on_the_hub_host(tmp_path: Path, fast: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hub whose file store shares its host: the metadata is on the redirect, which is not followed for it."""
+    with FakeHub(cdn_on_hub=True) as h:
+        monkeypatch.setenv("HF_ENDPOINT", h.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        h.add_repo("org/model", {"model.safetensors": BIG})
+        r = api.fetch(manifest(tmp_path, "files:\n  w:\n    url: hf://org/model/model.safetensors\n"), tmp_path / "m",
+                      settings=fast)
+        assert r.ok and r.files[0].meta["etag"] == sha256(BIG) and r.files[0].digests["sha256"] == sha256(BIG)
+        assert not [q for q in h.requests if q.method == "HEAD" and q.path.startswith("/cdn/")]
+        assert (tmp_path / "m" / "w").read_bytes() == BIG

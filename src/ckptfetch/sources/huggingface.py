@@ -256,7 +256,9 @@ def _request(
         except (requests.ConnectionError, requests.Timeout) as exc:
             problem = f"cannot reach {urlsplit(current).hostname} ({type(exc).__name__})"
         else:
-            if resp.is_redirect and "Location" in resp.headers and hops < MAX_HUB_REDIRECTS:
+            # A redirect that already carries the file's metadata is the Hub's answer (its CDN may share the host).
+            hub_answer = "X-Repo-Commit" in resp.headers or "X-Linked-Etag" in resp.headers
+            if resp.is_redirect and "Location" in resp.headers and hops < MAX_HUB_REDIRECTS and not hub_answer:
                 target = urljoin(current, resp.headers["Location"])
                 if _same_origin(current, target):
                     resp.close()
@@ -354,7 +356,8 @@ def _tree_pages(ctx: Context, f: HubFile, revision: str, what: str) -> Iterator[
     auth = _auth(f)
     pages = 0
     while url:
-        resp = _request(ctx, "GET", url, auth, what, f, params)
+        # The token goes to the Hub's own origin only.
+        resp = _request(ctx, "GET", url, auth if _same_origin(url, f.endpoint) else {}, what, f, params)
         with resp:
             if resp.status_code >= 400:
                 raise access_error(replace(f, path=folder), resp.status_code, resp.headers, what)
@@ -369,10 +372,14 @@ def _tree_pages(ctx: Context, f: HubFile, revision: str, what: str) -> Iterator[
         pages += 1
         if pages > 100_000:
             raise DownloadError(f"{what}: the Hub's tree listing does not end.")
-        # The next page's URL carries its own query (a cursor); it must stay on the Hub.
+        # The next page's URL carries its own query (a cursor). A mirror at HF_ENDPOINT may pass on the
+        # Hub's own absolute links: those are asked of the mirror, as huggingface_hub does.
         url = urljoin(url, nxt) if nxt else ""
-        if url and not _same_origin(url, f.endpoint):
-            raise DownloadError(f"{what}: the Hub's tree listing points off the Hub ({redact(url)}); refused.")
+        parts = urlsplit(url)
+        if url and parts.hostname in HUB_HOSTS and not _same_origin(url, f.endpoint):
+            url = f.endpoint + parts.path + (f"?{parts.query}" if parts.query else "")
+        if url.startswith("http://") and f.endpoint.startswith("https://"):
+            raise DownloadError(f"{what}: the Hub's tree listing points from https to http ({redact(url)}); refused.")
         params = None
 
 
