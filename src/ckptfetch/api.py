@@ -733,12 +733,14 @@ def _expected_from_record(root: Path) -> dict[str, _Expected]:
 
 def _recorded_lock(name: str, source: Any) -> Any:
     """The lock file beside a recorded manifest, if it is still there."""
-    from .lock import load_lock
-
     if not isinstance(source, str):
         return None
     path = Path(source).with_name(f"{name}.lock.yaml")
-    return load_lock(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    from .lock import load_lock  # yaml loads only when there is a lock to read
+
+    return load_lock(path)
 
 
 def verify(

@@ -24,11 +24,14 @@ import os
 import posixpath
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from .errors import DownloadError, UsageError
-from .manifest import FileEntry
 from .sources import huggingface as hf
+
+if TYPE_CHECKING:
+    from .manifest import FileEntry
 
 PLAIN, HF_CACHE, TORCH_HUB = "plain", "hf-cache", "torch-hub"
 HF_OWN_TOP = (".locks", "CACHEDIR.TAG")  # what huggingface_hub itself keeps at the top of its cache
