@@ -279,6 +279,7 @@ FOLDER = """files:
     url: hf://org/model/config.json
 variants:
   hf: ["ckpt/hf/"]
+  one: ["ckpt/hf/pipeline.yaml"]
 """
 
 
@@ -308,6 +309,8 @@ def test_folder_entry_lists_every_page_and_filters(hub: FakeHub, folder_repo: di
     assert by_manifest == {**dict.fromkeys(wanted, "OK"), "extra.bin": "MISSING"}
     assert api.verify(dest, strict=True).ok
 
+    r = api.fetch(m, dest, variants=["one"], settings=fast)  # a variant naming one file of the folder
+    assert [(f.path, f.status) for f in r.files] == [("ckpt/hf/pipeline.yaml", "present")]
     # --only works per file; a second run fetches nothing.
     hub.cdn.clear_log()
     r = api.fetch(m, dest, only=["ckpt/hf/*.ckpt"], settings=fast)
@@ -413,7 +416,7 @@ def test_hf_cache_layout_is_what_huggingface_hub_reads_offline(hub: FakeHub, tmp
     res = api.verify(cache, strict=True)
     assert res.ok, res.items
     assert {i.path for i in res.items} == {"weights", "config", "deep", "data"}
-    assert api.verify(cache, manifests=[m]).ok
+    assert api.verify(cache, manifests=[m], strict=True).ok
     # A second run finds everything in place and downloads nothing.
     hub.cdn.clear_log()
     again = api.fetch(m, cache, settings=fast)

@@ -701,9 +701,15 @@ class _Expected:
 
 
 def _expected_from_manifest(m: Manifest, root: Path) -> dict[str, _Expected]:
+    from .layout import HF_CACHE, blob_of
+
     m = _concrete(m, root, online=False)
-    return {e.path: _Expected(dict(e.integrity.hashes), e.integrity.size, located(e, root))
-            for e in m.files.values()}
+    out = {}
+    for e in m.files.values():
+        at = located(e, root)
+        blob = blob_of(root, at) if at is not None and e.layout == HF_CACHE else None
+        out[e.path] = _Expected(dict(e.integrity.hashes), e.integrity.size, at, blob)
+    return out
 
 
 def _expected_from_record(root: Path) -> dict[str, _Expected]:

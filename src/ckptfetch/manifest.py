@@ -356,7 +356,8 @@ class _Parser:
             if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
                 raise self.fail(f"variant {vname!r} must be a list of paths or glob patterns", "variants", vname)
             for p in patterns:
-                if not any(path_matches(f, p) for f in files):
+                # A pattern inside a folder entry (`DIR/x.ckpt` for `DIR/`) is checked once the folder is listed.
+                if not any(path_matches(f, p) or (f.endswith("/") and p.startswith(f)) for f in files):
                     raise self.fail(f"variant {vname!r}: {p!r} matches no file{_hint(p, files)}", "variants", vname)
             variants[vname] = tuple(patterns)
 
