@@ -620,3 +620,16 @@ def test_metadata_read_from_a_redirect_on_the_hub_host(tmp_path: Path, fast: Set
         assert r.ok and r.files[0].meta["etag"] == sha256(BIG) and r.files[0].digests["sha256"] == sha256(BIG)
         assert not [q for q in h.requests if q.method == "HEAD" and q.path.startswith("/cdn/")]
         assert (tmp_path / "m" / "w").read_bytes() == BIG
+
+
+def test_a_gated_folder_does_not_stop_the_other_files(hub: FakeHub, folder_repo: dict[str, bytes], tmp_path: Path) -> None:
+    m = manifest(tmp_path, FOLDER)
+    dest = tmp_path / "models"
+    r = run_cli("get", str(m), "--dest", str(dest), "--json", env=env_for(hub, tmp_path))
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    status = {f["path"]: (f["status"], f["error"]) for f in doc["files"]}
+    assert status["extra.bin"] == ("fetched", None)
+    assert status["ckpt/hf/"][0] == "failed" and f"accept its licence at {hub.url}/org/sam3d" in status["ckpt/hf/"][1]
+    assert "(no token was set)" in r.stderr
+    assert (dest / "extra.bin").read_bytes() == CONFIG and not (dest / "ckpt").exists()

@@ -26,7 +26,7 @@ from .urls import Mirror, candidates, env_mirrors, redact
 if TYPE_CHECKING:
     from .manifest import Archive, FileEntry, Integrity, Manifest
 
-PRESENT, FETCH, MANUAL = "present", "fetch", "manual"
+PRESENT, FETCH, MANUAL, FAILED = "present", "fetch", "manual", "failed"
 
 
 @dataclass
@@ -34,8 +34,8 @@ class PlanItem:
     """One selected file and what `get` will do with it."""
 
     entry: FileEntry
-    action: str  # present | fetch | manual
-    reason: str = ""  # why it is fetched: missing, corrupt, forced
+    action: str  # present | fetch | manual | failed
+    reason: str = ""  # why it is fetched: missing, corrupt, forced; or why it cannot be (a folder not listed)
 
 
 @dataclass
@@ -211,12 +211,14 @@ def _default_dest(m: Manifest, layout: str | None) -> Path:
 
 def _concrete(
     m: Manifest, root: Path, variants: Sequence[str] = (), only: Sequence[str] = (), *, online: bool = True,
-    settings: Any = None,
+    settings: Any = None, unlisted: dict[str, str] | None = None,
 ) -> Manifest:
     """`m` with its lock file applied and its folder entries listed file by file.
 
     Folders come from the lock when there is one, else from the Hub (`online`),
-    else from what a past `get` recorded in `root`.
+    else from what a past `get` recorded in `root`. With `unlisted`, a folder
+    the Hub will not list (gated, missing) stays a folder entry and its error
+    is put there, so the other files are still fetched.
     """
     from .folders import expand, hub_lister, might_select, recorded_lister
     from .lock import apply_lock, find_lock
@@ -235,7 +237,18 @@ def _concrete(
     session = make_session()
     try:
         ctx = Context(session, settings or Settings.from_env())
-        return expand(m, hub_lister(ctx), wanted=lambda e: might_select(e, m, variants, only))
+        listing = hub_lister(ctx)
+
+        def lister(e: FileEntry) -> list[FileEntry]:
+            if unlisted is None:
+                return listing(e)
+            try:
+                return listing(e)
+            except DownloadError as exc:
+                unlisted[e.path] = str(exc)
+                return [e]
+
+        return expand(m, lister, wanted=lambda e: might_select(e, m, variants, only))
     finally:
         session.close()
 
@@ -276,7 +289,8 @@ def plan(
     """
     m = _with_layout(_load(manifest), layout)
     root = Path(dest) if dest is not None else _default_dest(m, layout)
-    m = _concrete(m, root, variants, only, settings=settings)
+    unlisted: dict[str, str] = {}
+    m = _concrete(m, root, variants, only, settings=settings, unlisted=unlisted)
     entries = m.select(variants, only)
     if not entries:
         raise UsageError(f"the selection matches no file of manifest {m.name!r}; check --only / --variant")
@@ -286,6 +300,8 @@ def plan(
     cache = VerifiedCache(root) if root.is_dir() else None
 
     def decide(e: FileEntry) -> PlanItem:
+        if e.path in unlisted:
+            return PlanItem(e, FAILED, unlisted[e.path])
         status, _ = check_entry(root, e, cache)
         if status == "OK" and not force:
             return PlanItem(e, PRESENT)
@@ -581,8 +597,9 @@ def fetch(
     m = p.manifest
     if dry_run:
         return FetchResult(m.name, p.dest, [
-            FileOutcome(i.entry.path, "present" if i.action == PRESENT else "planned" if i.action == FETCH else "manual",
-                        i.entry.integrity.size, i.entry.kind, manual=i.entry.manual)
+            FileOutcome(i.entry.path, {PRESENT: "present", FETCH: "planned"}.get(i.action, i.action),
+                        i.entry.integrity.size, i.entry.kind, manual=i.entry.manual,
+                        error=i.reason if i.action == FAILED else None)
             for i in p.items
         ], dry_run=True)
 
@@ -604,6 +621,8 @@ def fetch(
         elif item.action == MANUAL:
             run.done(FileOutcome(e.path, "manual", e.integrity.size, "manual",
                                  error=f"{e.path} must be fetched by hand", manual=e.manual))
+        elif item.action == FAILED:
+            run.done(FileOutcome(e.path, "failed", None, e.kind, error=item.reason))
 
     # Archives first: they are usually the largest and yield several files.
     by_archive: dict[str, list[FileEntry]] = {}

@@ -185,8 +185,8 @@ def _print_plan(out: Console, p: Plan) -> None:
     for i in p.items:
         if i.action == "present":
             continue
-        tag = {"fetch": "[cyan]fetch[/cyan]", "manual": "[yellow]manual[/yellow]"}[i.action]
-        why = f" ({i.reason})" if i.reason and i.reason != "missing" else ""
+        tag = {"fetch": "[cyan]fetch[/cyan]", "manual": "[yellow]manual[/yellow]", "failed": "[red]cannot list[/red]"}[i.action]
+        why = f" ({i.reason})" if i.reason and i.reason not in ("missing",) and i.action != "failed" else ""
         size_text = _human_size(i.entry.integrity.size) if i.entry.integrity.size is not None else ""
         out.print(f"  {tag} {i.entry.path}{why}  {size_text}".rstrip(), highlight=False)
 

@@ -84,6 +84,9 @@ def expand(
         if not wanted(e):
             continue
         for child in lister(e):
+            if child is e:  # the folder could not be listed; it stays as it is, and says why in the plan
+                files[key] = e
+                continue
             if child.path in m.files or child.path in files:
                 raise ManifestError(
                     f"folder entry {key!r} lists {child.path!r}, which the manifest already has", str(m.source)

@@ -206,11 +206,11 @@ def access_error(f: HubFile, status: int, headers: Mapping[str, str], what: str)
     repo = f"{f.repo_type} repo {f.repo_id}" if f.repo_type != "model" else f"repo {f.repo_id}"
     has_token = token() is not None
     if code == "GatedRepo" or (status == 403 and "gated" in message.lower()):
-        told = (" Your token was sent but has no access yet; check it has read access, or wait for the approval."
-                if has_token else " No token was found.")
+        told = (" (a token was sent but has no access yet: check it can read this repo, or wait for the approval)"
+                if has_token else " (no token was set)")
         return DownloadError(
             f"{what}: {repo} is gated: accept its licence at {f.repo_url} while logged in, then set HF_TOKEN "
-            f"(or run `hf auth login`) and run the same command again.{told}"
+            f"(or run `hf auth login`) and run the same command again{told}."
         )
     if code == "RevisionNotFound":
         return DownloadError(f"{what}: {repo} has no revision {f.revision!r} (branch, tag or commit); check the URL.")
