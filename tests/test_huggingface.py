@@ -633,3 +633,29 @@ def test_a_gated_folder_does_not_stop_the_other_files(hub: FakeHub, folder_repo:
     assert status["ckpt/hf/"][0] == "failed" and f"accept its licence at {hub.url}/org/sam3d" in status["ckpt/hf/"][1]
     assert "(no token was set)" in r.stderr
     assert (dest / "extra.bin").read_bytes() == CONFIG and not (dest / "ckpt").exists()
+
+
+def test_huggingface_hub_online_finds_the_cache_complete(hub: FakeHub, tmp_path: Path, fast: Settings) -> None:
+    """huggingface_hub talking to the same Hub takes our files as its own: nothing is downloaded again."""
+    import subprocess
+    import sys
+
+    m = manifest(tmp_path, "layout: hf-cache\nfiles:\n  whole/:\n    url: hf://org/model/\n")
+    cache = tmp_path / "cache"
+    assert api.fetch(m, cache, settings=fast).ok
+    hub.cdn.clear_log()
+    hub.requests.clear()
+    script = ("import json\nfrom huggingface_hub import hf_hub_download, snapshot_download\n"
+              "print(json.dumps([hf_hub_download('org/model', 'model.safetensors'), snapshot_download('org/model')]))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env.update(HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / "readback-home"),
+               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    file_path, snap = json.loads(r.stdout)
+    assert Path(file_path).read_bytes() == BIG and (Path(snap) / "sub/dir/deep.bin").read_bytes() == NESTED
+    assert hub.requests, "huggingface_hub did ask the Hub"
+    assert hub.cdn.requests == [], "and downloaded nothing: the blobs and links were already right"
+    assert not [q for q in hub.requests if q.method == "GET" and "/resolve/" in q.path]
+    res = api.verify(cache, strict=True)  # its .locks/, CACHEDIR.TAG and tree cache are not ours to flag
+    assert res.ok, [i for i in res.items if i.status != "OK"]
