@@ -59,6 +59,7 @@ class FakeHub:
         self.page_size = page_size
         self.cdn_on_hub = cdn_on_hub  # LFS redirects stay on the Hub's host (under /cdn/) instead of the CDN
         self.blobs: dict[str, bytes] = {}
+        self.failures: dict[str, list[int]] = {}  # path -> statuses answered first, one per request
         self.token = token
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[RequestLog] = []
@@ -141,9 +142,18 @@ class FakeHub:
         return [r.headers.get("Authorization") for r in self.cdn.requests]
 
     # -- answers -----------------------------------------------------------------------
+    def fail(self, path: str, *statuses: int) -> None:
+        """Answer the next requests for `path` with `statuses` (e.g. 503), one each, before the real answer."""
+        self.failures.setdefault(path, []).extend(statuses)
+
     def answer(self, method: str, raw_path: str, headers: Headers) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(raw_path)
         path = parts.path
+        with self._lock:
+            queued = self.failures.get(path)
+            status = queued.pop(0) if queued else None
+        if status is not None:
+            return status, {"Retry-After": "0"}, b"try again"
         if path.startswith("/api/"):
             return self._api(path, parse_qs(parts.query), headers)
         if path.startswith("/cdn/") and path[4:] in self.blobs:

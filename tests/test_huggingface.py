@@ -209,8 +209,11 @@ def test_not_found_messages(hub: FakeHub, tmp_path: Path, fast: Settings, error:
 # --- tokens and gated repos ----------------------------------------------------------------
 
 
+GATED = blob(9 << 20, seed=3)  # bigger than the engine's first probe: fetched in pieces, each via the Hub
+
+
 def gated_setup(hub: FakeHub, tmp_path: Path) -> Path:
-    hub.add_repo("org/gated", {"weights.bin": blob(5000, seed=3), "README.md": b"licence"}, gated=True)
+    hub.add_repo("org/gated", {"weights.bin": GATED, "README.md": b"licence"}, gated=True)
     return manifest(tmp_path, "files:\n  weights.bin:\n    url: hf://org/gated/weights.bin\n"
                               "  README.md:\n    url: hf://org/gated/README.md\n", name="gated")
 
@@ -246,10 +249,10 @@ def test_token_reaches_the_hub_and_never_the_cdn(hub: FakeHub, tmp_path: Path, h
     dest = tmp_path / "models"
     r = run_cli("get", str(m), "--dest", str(dest), "--json", env=env_for(hub, tmp_path, **extra))
     assert r.returncode == 0, r.stderr
-    assert (dest / "weights.bin").read_bytes() == blob(5000, seed=3)
+    assert (dest / "weights.bin").read_bytes() == GATED
     assert TOKEN not in r.stdout + r.stderr
     assert hub.hub_auth() and all(a == f"Bearer {TOKEN}" for a in hub.hub_auth())
-    assert hub.cdn.requests, "the LFS file came from the CDN"
+    assert len([q for q in hub.cdn.requests if "Range" in q.headers]) >= 2, "pieces, each redirected to the CDN"
     assert all(a is None for a in hub.cdn_auth()), "the token must never reach the CDN host"
 
 
@@ -416,6 +419,11 @@ def test_hf_cache_layout_is_what_huggingface_hub_reads_offline(hub: FakeHub, tmp
     res = api.verify(cache, strict=True)
     assert res.ok, res.items
     assert {i.path for i in res.items} == {"weights", "config", "deep", "data"}
+    stray = repo / "snapshots" / commit / "stray.txt"
+    stray.write_text("not ours")
+    assert [(i.path, i.status) for i in api.verify(cache, strict=True).items if i.status != "OK"] == [
+        (stray.relative_to(cache).as_posix(), "UNLISTED")]
+    stray.unlink()
     assert api.verify(cache, manifests=[m], strict=True).ok
     # A second run finds everything in place and downloads nothing.
     hub.cdn.clear_log()
@@ -659,3 +667,24 @@ def test_huggingface_hub_online_finds_the_cache_complete(hub: FakeHub, tmp_path:
     assert not [q for q in hub.requests if q.method == "GET" and "/resolve/" in q.path]
     res = api.verify(cache, strict=True)  # its .locks/, CACHEDIR.TAG and tree cache are not ours to flag
     assert res.ok, [i for i in res.items if i.status != "OK"]
+
+
+def test_hub_hiccups_are_retried_and_an_interrupted_blob_resumes(hub: FakeHub, tmp_path: Path, fast: Settings) -> None:
+    data = blob(3 << 20, seed=21)
+    repo = hub.add_repo("org/big", {"w.bin": data, "config.json": CONFIG})
+    hub.fail("/org/big/resolve/main/w.bin", 503, 502)
+    hub.fail("/api/models/org/big/revision/main", 500)
+    hub.fail("/api/models/org/big/tree/" + repo.commit, 429)
+    lfs = hub.cdn_path(repo, sha256(data))
+    hub.cdn.fault(lfs, "short", at=(3 << 19) + 123)  # the CDN closes the connection half-way
+    m = manifest(tmp_path, "layout: hf-cache\nfiles:\n  w:\n    url: hf://org/big/w.bin\n"
+                           "  all/:\n    url: hf://org/big/\n")
+    cache = tmp_path / "cache"
+    r = api.fetch(m, cache, settings=fast)
+    assert r.ok, [f.error for f in r.files]
+    assert not any(hub.failures.values()), "every 5xx/429 was met and retried"
+    ranges = [q.headers.get("Range") for q in hub.cdn.requests if q.path.startswith(lfs)]
+    assert len(ranges) == 2 and ranges[1] is not None and ranges[1].startswith("bytes=1"), ranges
+    assert not list(cache.rglob("*.ckptfetch-partial*"))
+    assert (cache / "models--org--big" / "blobs" / sha256(data)).read_bytes() == data
+    assert api.verify(cache, strict=True).ok
