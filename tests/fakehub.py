@@ -169,6 +169,8 @@ class FakeHub:
         if sent is None:
             return 401, {"X-Error-Code": "GatedRepo",
                          "X-Error-Message": "Access to model is restricted. You must have access to it and be authenticated to access it. Please log in."}, b"{}"
+        if sent == "Bearer hf_invalid":
+            return 401, {"X-Error-Message": "Invalid credentials in Authorization header"}, b"{}"
         if sent != f"Bearer {self.token}":
             return 403, {"X-Error-Code": "GatedRepo",
                          "X-Error-Message": "Access to model is restricted and you are not in the authorized list."}, b"{}"

@@ -232,6 +232,9 @@ def test_gated_repo_with_wrong_token(hub: FakeHub, tmp_path: Path) -> None:
     r = run_cli("get", str(m), "--dest", str(tmp_path / "models"), env=env_for(hub, tmp_path, HF_TOKEN="hf_wrong_secret"))
     assert r.returncode == 1 and "is gated" in r.stderr and "no access yet" in r.stderr
     assert "hf_wrong_secret" not in r.stdout + r.stderr
+    r = run_cli("--debug", "get", str(m), "--dest", str(tmp_path / "models"), env=env_for(hub, tmp_path, HF_TOKEN="hf_invalid"))
+    assert r.returncode == 1 and "rejected your token" in r.stderr
+    assert "hf_invalid" not in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("how", ["env", "home-file", "token-path"])

@@ -212,6 +212,11 @@ def access_error(f: HubFile, status: int, headers: Mapping[str, str], what: str)
             f"{what}: {repo} is gated: accept its licence at {f.repo_url} while logged in, then set HF_TOKEN "
             f"(or run `hf auth login`) and run the same command again{told}."
         )
+    if message == "Invalid credentials in Authorization header":
+        return DownloadError(f"{what}: the Hub rejected your token (HF_TOKEN or the token file) as invalid; "
+                             "create a new one, set HF_TOKEN (or run `hf auth login`) and run the same command again.")
+    if message == "Access to this resource is disabled.":
+        return DownloadError(f"{what}: {repo} has been disabled on the Hub ({f.repo_url}); it cannot be downloaded.")
     if code == "RevisionNotFound":
         return DownloadError(f"{what}: {repo} has no revision {f.revision!r} (branch, tag or commit); check the URL.")
     if code == "EntryNotFound" or (status == 404 and code not in ("RepoNotFound", "")):
