@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -577,7 +576,10 @@ def test_cli_lock_json(hub: FakeHub, tmp_path: Path) -> None:
     doc = json.loads(r.stdout)
     assert doc["changed"] and doc["from_metadata"] == ["w"] and doc["from_bytes"] == []
     assert doc["files"]["w"] == {"sha256": sha256(BIG), "size": len(BIG), "commit": hub.repos["model", "org/model"].commit}
-    assert out.is_file() and hashlib.sha256(out.read_bytes()).hexdigest()
+    from ckptfetch.lock import load_lock
+
+    assert load_lock(out).files["w"].sha256 == sha256(BIG)
+    assert not m.with_name("hub.lock.yaml").exists(), "--output only"
 
 
 def test_hf_cache_entries_sharing_a_blob_download_it_once(hub: FakeHub, tmp_path: Path, fast: Settings) -> None:
