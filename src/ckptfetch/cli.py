@@ -290,8 +290,8 @@ def lock(manifest: str, output: str | None, mirrors: tuple[str, ...], jobs: int,
     """Pin every file of MANIFEST (sha256, size, Hub commit) in NAME.lock.yaml.
 
     Hashes come from the Hub's metadata when it declares them (LFS files),
-    otherwise from the bytes, downloaded to a temporary folder and hashed as
-    they stream. Folder entries are pinned file by file. `get` and `verify`
+    otherwise from the bytes, downloaded to a temporary folder (under TMPDIR)
+    and hashed as they stream. Folder entries are pinned file by file. `get` and `verify`
     then enforce the lock. Locking unchanged files again changes nothing.
     """
     from .lock import make_lock
