@@ -90,21 +90,22 @@ class FakeHub:
         return hashlib.sha1(f"commit-{self._commits}".encode()).hexdigest()
 
     def add_repo(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model", gated: bool = False,
-                 tags: tuple[str, ...] = ()) -> Repo:
-        """A repo whose `main` (and `tags`) hold `files` at a fresh commit."""
-        commit = self._new_commit()
+                 tags: tuple[str, ...] = (), commit: str | None = None) -> Repo:
+        """A repo whose `main` (and `tags`) hold `files` at a fresh commit (or `commit`)."""
+        commit = commit or self._new_commit()
         repo = Repo(repo_type, repo_id, dict(files), commit, gated, {"main": commit, **dict.fromkeys(tags, commit)},
                     {commit: dict(files)})
         self.repos[repo_type, repo_id] = repo
         self._publish(repo, commit)
         return repo
 
-    def push(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model", branch: str = "main") -> str:
-        """A new commit on `branch` with `files` changed or added; returns it."""
+    def push(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "model", branch: str = "main",
+             commit: str | None = None) -> str:
+        """A new commit (or `commit`) on `branch` with `files` changed or added; returns it."""
         repo = self.repos[repo_type, repo_id]
         base = dict(repo.snapshots[repo.refs.get(branch, repo.commit)])
         base.update(files)
-        commit = self._new_commit()
+        commit = commit or self._new_commit()
         repo.snapshots[commit] = base
         repo.refs[branch] = commit
         if branch == "main":

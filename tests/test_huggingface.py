@@ -693,3 +693,28 @@ def test_hub_hiccups_are_retried_and_an_interrupted_blob_resumes(hub: FakeHub, t
     assert not list(cache.rglob("*.ckptfetch-partial*"))
     assert (cache / "models--org--big" / "blobs" / sha256(data)).read_bytes() == data
     assert api.verify(cache, strict=True).ok
+
+
+def test_bundled_sam_pt_hub_urls_get_the_hub_checks(hub: FakeHub, tmp_path: Path) -> None:
+    """sam-pt's huggingface.co URLs pinned to commits, served by HF_ENDPOINT: md5 and the Hub's sha256 both checked."""
+    from .conftest import REPO
+    from .httpserver import TestServer
+    from .samples import serve_manifest
+
+    with TestServer() as unused:
+        copy, contents = serve_manifest(REPO / "manifests" / "sam-pt.yaml", unused, tmp_path / "manifests")
+    hq = {k: v for k, v in contents.items() if k.startswith("samhq_ckpts/")}
+    first, second = "67ab82412bc794d5ce2e9799b8b6a3c0a8cfe1d2", "a3a77cd0a2e5e50eaa76faccf61b964732d9b35f"
+    hub.add_repo("lkeab/hq-sam", {f"sam_hq_vit_{s}.pth": hq[f"samhq_ckpts/sam_hq_vit_{s}.pth"] for s in "bhl"},
+                 commit=first)
+    hub.push("lkeab/hq-sam", {"sam_hq_vit_tiny.pth": hq["samhq_ckpts/sam_hq_vit_t.pth"]}, commit=second)
+    dest = tmp_path / "models"
+    r = run_cli("get", str(copy), "--only", "samhq_ckpts/*", "--dest", str(dest), "--json", env=env_for(hub, tmp_path))
+    assert r.returncode == 0, r.stderr
+    for f in json.loads(r.stdout)["files"]:
+        assert f["meta"]["repo_id"] == "lkeab/hq-sam" and f["digests"]["sha256"] == sha256(hq[f["path"]])
+        assert set(f["digests"]) == {"md5", "sha256"}
+        assert (dest / f["path"]).read_bytes() == hq[f["path"]]
+    heads = {q.path for q in hub.requests if q.method == "HEAD"}
+    assert f"/lkeab/hq-sam/resolve/{first}/sam_hq_vit_b.pth" in heads
+    assert f"/lkeab/hq-sam/resolve/{second}/sam_hq_vit_tiny.pth" in heads
