@@ -117,7 +117,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     """Show a manifest's files, sizes, sources, hashes and installed state."""
     from pathlib import Path
 
-    from .api import check_file, describe_pin, describe_source
+    from .api import check_entry, describe_pin, describe_source
     from .manifest import resolve_manifest
     from .state import VerifiedCache
 
@@ -126,13 +126,14 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     cache = VerifiedCache(root) if (root / ".ckptfetch").is_dir() else None
     files: list[dict[str, Any]] = []
     for e in m.files.values():
-        status, detail = check_file(root, e.path, e.integrity.checks, e.integrity.size, cache)
-        state = {"OK": "installed", "MISSING": "missing", "FAILED": "corrupt"}[status]
+        status, detail = check_entry(root, e, cache)
+        state = {"OK": "installed", "MISSING": "missing", "FAILED": "corrupt", "FOLDER": "folder"}[status]
         files.append({
             "path": e.path, "source": describe_source(e), "kind": e.kind, "size": e.integrity.size,
             "hashes": e.integrity.hashes, "pinned": e.integrity.pinned, "pin": e.integrity.pin_level,
             "pin_detail": describe_pin(e), "weak_sha256": e.integrity.weak, "state": state,
             "variants": [v for v in m.variants if e in m.select([v])], "manual": e.manual, "manual_url": e.manual_url,
+            "layout": e.layout, "folder": e.folder, "include": list(e.include),
         })
     if cache is not None:
         cache.close()
@@ -152,7 +153,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     for v, _patterns in m.variants.items():
         n = len(m.select([v]))
         out.print(f"variant {v}: {n} file{'' if n == 1 else 's'}", markup=False)
-    styles = {"installed": "green", "missing": "yellow", "corrupt": "red"}
+    styles = {"installed": "green", "missing": "yellow", "corrupt": "red", "folder": "cyan"}
     for f in files:
         out.print()
         out.print(f"[bold]{f['path']}[/bold]  [{styles[f['state']]}]{f['state']}[/]", highlight=False)
@@ -161,6 +162,12 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
             out.print(f"  manual: {f['manual']}", markup=False)
             if f["manual_url"]:
                 out.print(f"  page: {f['manual_url']}", markup=False)
+        if f["layout"] != "plain":
+            out.print(f"  layout: {f['layout']}", markup=False)
+        if f["folder"]:
+            out.print("  folder: every file under it, listed from the Hub when fetched"
+                      + (f"; include {', '.join(f['include'])}" if f["include"] else ""), markup=False)
+            continue
         for algo, digest in f["hashes"].items():
             out.print(f"  {algo}: {digest}", markup=False)
         if f["pin"] == "weak":
@@ -192,8 +199,8 @@ def _print_plan(out: Console, p: Plan) -> None:
     for i in p.items:
         if i.action == "present":
             continue
-        tag = {"fetch": "[cyan]fetch[/cyan]", "manual": "[yellow]manual[/yellow]"}[i.action]
-        why = f" ({i.reason})" if i.reason and i.reason != "missing" else ""
+        tag = {"fetch": "[cyan]fetch[/cyan]", "manual": "[yellow]manual[/yellow]", "failed": "[red]cannot list[/red]"}[i.action]
+        why = f" ({i.reason})" if i.reason and i.reason not in ("missing",) and i.action != "failed" else ""
         size_text = _human_size(i.entry.integrity.size) if i.entry.integrity.size is not None else ""
         out.print(f"  {tag} {i.entry.path}{why}  {size_text}".rstrip(), highlight=False)
 
@@ -233,9 +240,20 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there.")
 @click.option("--force", is_flag=True, help="Fetch again even files that are present and correct.")
+@click.option("--layout", type=click.Choice(["plain", "hf-cache", "torch-hub"]), default=None,
+              help="Place files as listed (plain), as huggingface_hub's cache (hf-cache) or as torch hub's "
+                   "(torch-hub); overrides the manifest's default `layout:`. Without --dest, hf-cache goes to the "
+                   "Hub cache (HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) and torch-hub to "
+                   "$TORCH_HOME/hub (else ~/.cache/torch/hub).")
 def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], dest: str | None,
-        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], no_progress: bool, as_json: bool, force: bool) -> None:
-    """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path)."""
+        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], no_progress: bool, as_json: bool,
+        force: bool, layout: str | None) -> None:
+    """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
+
+    Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
+    file `hf auth login` writes, and HF_ENDPOINT. A lock file NAME.lock.yaml
+    beside the manifest is enforced.
+    """
     from .api import fetch
     from .urls import env_mirrors, parse_mirrors
 
@@ -265,7 +283,7 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
 
     try:
         result = fetch(manifest, dest, variants=chosen, only=only, jobs=jobs, connections=connections, force=force,
-                       mirrors=mirror_list,
+                       mirrors=mirror_list, layout=layout,
                        dry_run=dry_run, reporter=reporter, on_plan=on_plan)
     finally:
         if reporter is not None and getattr(reporter, "close", None):
@@ -276,6 +294,52 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
         _print_summary(out, err, result)
     if not result.ok and not dry_run:
         raise SystemExit(ExitCode.FAILED)
+
+
+# --- lock -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("manifest")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write [default: NAME.lock.yaml beside the manifest].")
+@click.option("--mirror", "mirrors", multiple=True, metavar="FROM=TO", help="Rewrite URLs starting with FROM to TO, tried first (repeatable; also CKPTFETCH_MIRRORS).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Files hashed at once.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def lock(manifest: str, output: str | None, mirrors: tuple[str, ...], jobs: int, no_progress: bool, as_json: bool) -> None:
+    """Pin every file of MANIFEST (sha256, size, Hub commit) in NAME.lock.yaml.
+
+    Hashes come from the Hub's metadata when it declares them (LFS files),
+    otherwise from the bytes, downloaded to a temporary folder (under TMPDIR)
+    and hashed as they stream. Folder entries are pinned file by file. `get` and `verify`
+    then enforce the lock. Locking unchanged files again changes nothing.
+    """
+    from .lock import make_lock
+    from .urls import env_mirrors, parse_mirrors
+
+    reporter = None
+    if not (no_progress or as_json) and sys.stderr.isatty():
+        from .progress import TqdmReporter
+
+        reporter = TqdmReporter(None, file=sys.stderr)
+    try:
+        result = make_lock(manifest, output, mirrors=parse_mirrors(mirrors) + env_mirrors(), jobs=jobs, reporter=reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if as_json:
+        _emit_json({"lock": str(result.path), "changed": result.changed, "from_metadata": result.from_metadata,
+                    "from_bytes": result.from_bytes, "skipped": result.skipped,
+                    "files": {k: {"sha256": p.sha256, "size": p.size, **({"commit": p.commit} if p.commit else {})}
+                              for k, p in result.files.items()}})
+        return
+    out, err = _consoles()
+    for key in result.skipped:
+        err.print(f"[yellow]not locked:[/yellow] {key} is a manual file with no sha256 and size in the manifest",
+                  highlight=False)
+    what = "wrote" if result.changed else "unchanged:"
+    out.print(f"{what} {result.path} ({len(result.files)} files: {len(result.from_metadata)} pinned from declared "
+              f"hashes, {len(result.from_bytes)} hashed from their bytes)", markup=False)
 
 
 # --- verify ---------------------------------------------------------------------------

@@ -93,6 +93,8 @@ class FileEntry:
     layout: str = "plain"
     folder: bool = False  # `path` ends in "/": every file under the source's folder (e.g. an hf:// tree)
     include: tuple[str, ...] = ()  # for a folder: fnmatch globs over paths inside it (empty: all)
+    commit: str | None = None  # an hf:// file: fetch it at this commit (from a lock file or a folder listing)
+    parent: str | None = None  # a file listed from folder entry `parent` (its key, ending in "/")
 
     @property
     def kind(self) -> str:
@@ -128,10 +130,10 @@ class Manifest:
                     known = ", ".join(self.variants) or "none"
                     raise ManifestError(f"no variant {v!r} in manifest {self.name!r}{hint} (variants: {known})")
                 for pattern in self.variants[v]:
-                    chosen.update(dict.fromkeys(p for p in paths if fnmatch.fnmatchcase(p, pattern)))
+                    chosen.update(dict.fromkeys(p for p in paths if path_matches(p, pattern)))
             paths = [p for p in paths if p in chosen]
         if only:
-            paths = [p for p in paths if any(fnmatch.fnmatchcase(p, g) for g in only)]
+            paths = [p for p in paths if any(path_matches(p, g) for g in only)]
         return [self.files[p] for p in paths]
 
     def total_size(self, entries: Iterable[FileEntry]) -> int | None:
@@ -411,7 +413,8 @@ class _Parser:
             if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
                 raise self.fail(f"variant {vname!r} must be a list of paths or glob patterns", "variants", vname)
             for p in patterns:
-                if not any(fnmatch.fnmatchcase(f, p) for f in files):
+                # A pattern inside a folder entry (`DIR/x.ckpt` for `DIR/`) is checked once the folder is listed.
+                if not any(path_matches(f, p) or (f.endswith("/") and p.startswith(f)) for f in files):
                     raise self.fail(f"variant {vname!r}: {p!r} matches no file{_hint(p, files)}", "variants", vname)
             variants[vname] = tuple(patterns)
 
@@ -449,6 +452,13 @@ def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:
         for parent in PurePosixPath(p).parents:
             if str(parent) in paths:
                 raise parser.fail(f"target {str(parent)!r} is a file but also the folder of {p!r}", "files", p)
+
+
+def path_matches(path: str, pattern: str) -> bool:
+    """fnmatch, and a pattern ending in `/` (a folder entry's key) also takes everything under it."""
+    if fnmatch.fnmatchcase(path, pattern):
+        return True
+    return pattern.endswith("/") and (path.startswith(pattern) or fnmatch.fnmatchcase(path, pattern + "*"))
 
 
 def path_problem(text: str) -> str | None:

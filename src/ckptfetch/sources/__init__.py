@@ -62,8 +62,9 @@ def _sources() -> Sequence[Source]:
     from .gdrive import GoogleDriveSource
     from .github import GitHubSource
     from .http import PlainSource
+    from .huggingface import HubSource
 
-    return (GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
+    return (HubSource(), GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
 
 
 def source_for(url: str) -> Source:

@@ -1,0 +1,307 @@
+"""Lock files: `NAME.lock.yaml` beside manifest `NAME.yaml` pins every file's exact bytes.
+
+::
+
+    ckptfetch-lock: 1
+    manifest: sam-3d-objects
+    files:
+      checkpoints/hf/pipeline.yaml:       # a file of a folder entry, by its target key
+        sha256: 5b0c...e1
+        size: 1543
+        commit: 2f1e...9a                  # Hub files: the commit they were locked at
+
+`ckptfetch lock NAME` writes it: sha256 and size from the Hub's metadata when
+it declares them (LFS files), else from the bytes, streamed through the engine
+and hashed on the way. With a lock present, `get` and `verify` check its pins
+like the manifest's, fetch each Hub file at its locked commit, and take folder
+listings from it; a lock that contradicts the manifest is an error (run `lock`
+again). The output is deterministic: re-locking unchanged files rewrites
+nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .errors import DownloadError, ManifestError
+from .manifest import FileEntry, Integrity, Manifest, _hint, _Lines, _SafeLoader, path_problem
+from .sources import huggingface as hf
+
+if TYPE_CHECKING:
+    from .progress import Reporter
+    from .urls import Mirror
+
+LOCK_VERSION = 1
+TOP_KEYS = ("ckptfetch-lock", "manifest", "files")
+ENTRY_KEYS = ("sha256", "size", "commit")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What the lock says about one file."""
+
+    sha256: str
+    size: int
+    commit: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: Path
+    manifest: str
+    files: dict[str, Pin]
+
+
+def lock_path(m: Manifest) -> Path:
+    """Where the lock of manifest `m` lives: beside it, `NAME.lock.yaml`."""
+    return m.source.with_name(f"{m.name}.lock.yaml")
+
+
+def find_lock(m: Manifest) -> Lock | None:
+    path = lock_path(m)
+    return load_lock(path) if path.is_file() else None
+
+
+def load_lock(path: Path) -> Lock:
+    """Parse and validate a lock file (safe loader; errors name the file and line)."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read the lock file: {exc}", where) from None
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ManifestError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", where,
+                            mark.line + 1 if mark is not None else None) from None
+    finally:
+        loader.dispose()
+    lines = _Lines(node, where)
+    lines.check_duplicates()
+
+    def fail(message: str, *keys: str) -> ManifestError:
+        return ManifestError(message, where, lines.of(*keys))
+
+    if not isinstance(data, dict):
+        raise fail("a lock file must be a mapping with `ckptfetch-lock: 1`, `manifest` and `files`")
+    for k in data:
+        if k not in TOP_KEYS:
+            raise fail(f"unknown key `{k}` in the lock file{_hint(str(k), TOP_KEYS)}", str(k))
+    if data.get("ckptfetch-lock") != LOCK_VERSION:
+        raise fail(f"`ckptfetch-lock` must be {LOCK_VERSION}, got {data.get('ckptfetch-lock')!r}", "ckptfetch-lock")
+    name = data.get("manifest")
+    if not isinstance(name, str) or not name:
+        raise fail("`manifest` must name the manifest this lock belongs to", "manifest")
+    raw = data.get("files")
+    if not isinstance(raw, dict):
+        raise fail("`files` must be a mapping of target paths to pins", "files")
+    files: dict[str, Pin] = {}
+    for key, entry in raw.items():
+        if not isinstance(key, str) or path_problem(key):
+            raise fail(f"target path {key!r} {path_problem(str(key)) or 'must be a string'}", "files")
+        if not isinstance(entry, dict):
+            raise fail(f"{key!r} must be a mapping with `sha256` and `size`", "files", key)
+        for k in entry:
+            if k not in ENTRY_KEYS:
+                raise fail(f"unknown key `{k}` for {key!r}{_hint(str(k), ENTRY_KEYS)}", "files", key, str(k))
+        sha, size, commit = entry.get("sha256"), entry.get("size"), entry.get("commit")
+        if not isinstance(sha, str) or not hf.SHA256_RE.match(sha.lower()):
+            raise fail(f"`sha256` of {key!r} must be 64 hex digits, got {sha!r}", "files", key, "sha256")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise fail(f"`size` of {key!r} must be a whole number of bytes, got {size!r}", "files", key, "size")
+        if commit is not None and (not isinstance(commit, str) or not hf.COMMIT_RE.match(commit)):
+            raise fail(f"`commit` of {key!r} must be a 40-hex-digit commit, got {commit!r}", "files", key, "commit")
+        files[key] = Pin(sha.lower(), size, commit, lines.of("files", key))
+    return Lock(path, name, files)
+
+
+def apply_lock(m: Manifest, lock: Lock) -> Manifest:
+    """`m` with the lock's pins merged in and its folders listed from the lock; contradictions are errors."""
+    where = str(lock.path)
+    again = f"run `ckptfetch lock {m.name}` again after changing the manifest"
+    if lock.manifest != m.name:
+        raise ManifestError(f"this lock belongs to manifest {lock.manifest!r}, not {m.name!r}", where)
+    from .folders import file_entry, inside
+
+    files: dict[str, FileEntry] = {}
+    used: set[str] = set()
+
+    def merge(e: FileEntry, pin: Pin) -> FileEntry:
+        pinned = e.integrity.hashes.get("sha256")
+        if pinned is not None and pinned != pin.sha256:
+            raise ManifestError(f"{e.path}: the lock pins sha256 {pin.sha256} but the manifest pins {pinned}; {again}",
+                                where, pin.line)
+        if e.integrity.size is not None and e.integrity.size != pin.size:
+            raise ManifestError(f"{e.path}: the lock pins {pin.size} bytes but the manifest pins {e.integrity.size}; {again}",
+                                where, pin.line)
+        if pin.commit is not None and not any(hf.parse(u) for u in e.urls):
+            raise ManifestError(f"{e.path}: the lock pins a Hub commit but the file does not come from the Hub; {again}",
+                                where, pin.line)
+        return dataclasses.replace(e, integrity=Integrity({**e.integrity.hashes, "sha256": pin.sha256}, pin.size),
+                                   commit=pin.commit or e.commit)
+
+    for key, e in m.files.items():
+        if e.folder:
+            folder = hf.parse(e.urls[0])
+            children = []
+            for lkey, pin in lock.files.items():
+                if not lkey.startswith(key) or lkey in m.files:
+                    continue
+                rel = lkey[len(key):]
+                repo_path = f"{folder.path.strip('/')}/{rel}" if folder and folder.path.strip("/") else rel
+                if inside(e, repo_path) is None:
+                    raise ManifestError(f"{lkey} is no longer in folder entry {key!r} (include); {again}", where, pin.line)
+                used.add(lkey)
+                children.append(merge(file_entry(e, rel, Integrity(), pin.commit), pin))
+            if not children:
+                raise ManifestError(f"folder entry {key!r} is not in the lock file; {again}", where)
+            files.update((c.path, c) for c in children)
+            continue
+        found = lock.files.get(key)
+        if found is None:
+            if e.manual is None:
+                raise ManifestError(f"{key} is not in the lock file; {again}", where)
+            files[key] = e
+            continue
+        used.add(key)
+        files[key] = merge(e, found)
+    extra = [k for k in lock.files if k not in used]
+    if extra:
+        raise ManifestError(f"the lock lists {extra[0]}, which the manifest does not; {again}",
+                            where, lock.files[extra[0]].line)
+    return dataclasses.replace(m, files=files)
+
+
+# --- writing ---------------------------------------------------------------------
+
+
+def render(name: str, files: dict[str, Pin]) -> str:
+    """The lock file's text: deterministic, so unchanged pins give identical bytes."""
+    doc: dict[str, Any] = {"ckptfetch-lock": LOCK_VERSION, "manifest": name, "files": {}}
+    for key, pin in files.items():
+        entry: dict[str, Any] = {"sha256": pin.sha256, "size": pin.size}
+        if pin.commit:
+            entry["commit"] = pin.commit
+        doc["files"][key] = entry
+    head = (f"# Lock file of manifest {name}: the exact bytes `ckptfetch get` accepts.\n"
+            f"# Written by `ckptfetch lock {name}`; `get` and `verify` enforce it. Edit the manifest, then lock again.\n")
+    return head + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=10_000, allow_unicode=True)
+
+
+def write(path: Path, text: str) -> bool:
+    """Write `text` to `path` atomically unless it already holds it; returns whether it changed."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return True
+
+
+@dataclass
+class LockResult:
+    path: Path
+    changed: bool
+    files: dict[str, Pin]
+    from_metadata: list[str]  # pinned from the Hub's (or the manifest's) declared sha256, no download
+    from_bytes: list[str]  # downloaded and hashed
+    skipped: list[str]  # manual files without a sha256 and size in the manifest
+
+
+def make_lock(
+    manifest: str | os.PathLike[str] | Manifest,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    mirrors: Sequence[Mirror] | None = None,
+    jobs: int = 4,
+    reporter: Reporter | None = None,
+    settings: Any = None,
+) -> LockResult:
+    """Pin every file of `manifest` (folders listed file by file) and write the lock file.
+
+    A file whose sha256 and size are already known (the Hub declares them for
+    LFS files; or the manifest pins them) is not downloaded; any other is
+    fetched into a temporary folder through the engine and hashed as it streams.
+    """
+    from .api import _load, fetch
+    from .download import Settings, make_session
+    from .folders import expand, hub_lister
+    from .layout import hub_file
+    from .sources import Context, resolve
+    from .urls import candidates, env_mirrors
+
+    m = _load(manifest)
+    path = Path(output) if output is not None else lock_path(m)
+    mirrors = list(mirrors) if mirrors is not None else env_mirrors()
+    settings = settings or Settings.from_env()
+    session = make_session()
+    ctx = Context(session, settings)
+    try:
+        m = expand(m, hub_lister(ctx))
+        pins: dict[str, Pin] = {}
+        need_bytes: list[FileEntry] = []
+        from_meta: list[str] = []
+        skipped: list[str] = []
+        for key, e in m.files.items():
+            sha, size, commit = e.integrity.hashes.get("sha256"), e.integrity.size, e.commit
+            f = hub_file(e)
+            if f is not None and commit is None and hf.COMMIT_RE.match(f.revision):
+                commit = f.revision
+            first = candidates(e.urls, mirrors)[0] if e.urls else ""
+            # Ask the Hub only when it is what `get` would ask first; behind a plain mirror, hash the bytes.
+            if f is not None and hf.parse(first) and (commit is None or sha is None or size is None):
+                found = resolve(first, ctx)
+                declared = found.hashes.get("sha256")
+                if sha is not None and declared is not None and sha != declared:
+                    raise DownloadError(f"{key}: the Hub declares sha256 {declared} but the manifest pins {sha}; "
+                                        "fix the manifest or the URL")
+                sha = sha or declared
+                size = size if size is not None else found.size
+                commit = commit or found.meta.get("commit")
+            if e.manual is not None and (sha is None or size is None):
+                skipped.append(key)
+                continue
+            if sha is not None and size is not None:
+                pins[key] = Pin(sha, size, commit)
+                from_meta.append(key)
+            else:
+                need_bytes.append(dataclasses.replace(e, commit=commit))
+                pins[key] = Pin("0" * 64, 0, commit)  # keeps the manifest's order; filled in below
+    finally:
+        session.close()
+    if need_bytes:
+        with tempfile.TemporaryDirectory(prefix="ckptfetch-lock-") as tmp:
+            # A copy of the manifest placed where no lock file is, listing only the files to hash.
+            sub = dataclasses.replace(m, source=Path(tmp) / f"{m.name}.yaml",
+                                      files={e.path: dataclasses.replace(e, layout="plain") for e in need_bytes},
+                                      variants={})
+            result = fetch(sub, Path(tmp) / "files", mirrors=mirrors,
+                           jobs=jobs, reporter=reporter, settings=settings, algorithms=("sha256",))
+            failed = [f for f in result.files if f.status != "fetched"]
+            if failed:
+                raise DownloadError(f"cannot lock {m.name}: " + " ".join(f.error or f.path for f in failed))
+            for o in result.files:
+                old = pins[o.path]
+                pins[o.path] = Pin(o.digests["sha256"], o.size or 0, old.commit or o.meta.get("commit"))
+    text = render(m.name, pins)
+    changed = write(path, text)
+    return LockResult(path, changed, pins, from_meta, [e.path for e in need_bytes], skipped)
+
+
+__all__ = ["Lock", "LockResult", "Pin", "apply_lock", "find_lock", "load_lock", "lock_path", "make_lock", "render"]
