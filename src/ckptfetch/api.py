@@ -326,7 +326,7 @@ class _Run:
                     self.reporter.finish(label, False)
                     from .errors import UnsafeArchive
 
-                    if isinstance(exc, UnsafeArchive) and attempt == 1 and cached.is_file():
+                    if isinstance(exc, UnsafeArchive) and exc.corrupt and attempt == 1 and cached.is_file():
                         # A corrupt cached archive: throw it away and download once more.
                         cached.unlink(missing_ok=True)
                         continue
