@@ -517,6 +517,14 @@ class _Job:
                 self.reporter.note(self.label, f"{exc}; continuing on one connection")
                 self.segments = False
                 raise _Again() from None
+            except DownloadError as exc:
+                if str(exc).startswith(f"{self.label}:"):
+                    raise
+                # A piece gave up: say which file and URL, and that the next run resumes.
+                raise DownloadError(
+                    f"{self.label}: {exc} from {self.shown}. Run the same command again to resume; "
+                    "the pieces already received are kept."
+                ) from None
             finally:
                 flusher.close()
             os.fsync(fd)
