@@ -39,6 +39,7 @@ SLOW_SEEDS = int(os.environ.get("CKPTFETCH_FAULT_SLOW_SEEDS", "60"))
 PIECE = 128 << 10  # segmented mode: small pieces so a few hundred KiB exercise many of them
 
 VERIFIED, ERROR = "verified", "clean-error"
+PERSISTENT = 60  # more faults than every connection's retries together: the fault never goes away
 
 
 @dataclass
@@ -84,7 +85,7 @@ def _good_mirror(ctx: Ctx) -> str:
 
 def s_reset(ctx: Ctx) -> Expect:
     if ctx.rng.random() < 0.15:  # a server that always dies at byte 0 makes no progress: give up
-        for _ in range(ctx.settings.retries + 3):
+        for _ in range(PERSISTENT):
             ctx.server.fault(ctx.path, "reset", at=0)
         return Expect({ERROR}, r"giving up .*connection lost|giving up on bytes|connection lost|cannot reach")
     for _ in range(ctx.rng.randint(1, 3)):
@@ -101,7 +102,7 @@ def s_short(ctx: Ctx) -> Expect:
 def _status(ctx: Ctx, status: int) -> Expect:
     _maybe_progress_first(ctx)
     if ctx.rng.random() < 0.2:
-        for _ in range(ctx.settings.retries + 3):
+        for _ in range(PERSISTENT):
             ctx.server.fault(ctx.path, "status", status=status)
         return Expect({ERROR}, rf"giving up .*HTTP {status}|HTTP {status}")
     roll = ctx.rng.random()
@@ -225,7 +226,7 @@ def s_wrong_bytes(ctx: Ctx) -> Expect:
         ctx.server.fault(ctx.path, "reset", at=max(1, _offset(ctx)))
         ctx.server.fault(ctx.path, "wrong_bytes")
         return Expect({VERIFIED, ERROR}, MISMATCH)
-    for _ in range(ctx.settings.retries + 3):
+    for _ in range(PERSISTENT):
         ctx.server.fault(ctx.path, "wrong_bytes")
     return Expect({ERROR}, MISMATCH)
 
