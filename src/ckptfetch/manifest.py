@@ -10,10 +10,13 @@ import difflib
 import fnmatch
 import os
 import re
+import reprlib
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -24,6 +27,7 @@ FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ARCHIVE_FORMATS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz")
 URL_SCHEMES = ("https://", "http://", "file://")
+MAX_NODES = 100_000  # YAML nodes after alias expansion: a real manifest has a few hundred
 
 TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "variants", "archives", "files")
 FILE_KEYS = ("url", "urls", "archive", "member", "manual", "size", *ALGORITHMS)
@@ -141,19 +145,58 @@ class _Lines:
                 return line
         return line
 
-    def check_duplicates(self, node: yaml.Node | None = None) -> None:
-        node = self.node if node is None else node
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode):
-                    if k.value in seen:
-                        raise ManifestError(f"duplicate key {k.value!r}", self.source, k.start_mark.line + 1)
-                    seen.add(k.value)
-                self.check_duplicates(v)
-        elif isinstance(node, yaml.SequenceNode):
-            for v in node.value:
-                self.check_duplicates(v)
+    def check_duplicates(self) -> None:
+        # Iterative, and each node once: aliases share nodes, and may even form cycles.
+        stack = [self.node] if self.node is not None else []
+        done: set[int] = set()
+        while stack:
+            node = stack.pop()
+            if id(node) in done:
+                continue
+            done.add(id(node))
+            if isinstance(node, yaml.MappingNode):
+                seen: set[str] = set()
+                for k, v in node.value:
+                    if isinstance(k, yaml.ScalarNode):
+                        if k.value in seen:
+                            raise ManifestError(f"duplicate key {_short(k.value)}", self.source, k.start_mark.line + 1)
+                        seen.add(k.value)
+                    stack.append(v)
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+
+
+def _check_expansion(node: yaml.Node | None, where: str) -> None:
+    """Refuse alias bombs ("billion laughs") and recursive aliases before building any data."""
+    stack = [node] if node is not None else []
+    count = 0
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ManifestError(
+                f"the YAML expands to more than {MAX_NODES} values through its aliases (`*name`), "
+                "or an alias refers to itself; a manifest is plain data, write it out", where,
+            )
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlong = 40
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for messages: a 5 MB string or a deep list must not become the error."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int past Python's digit limit
+        return f"<{type(value).__name__}>"
 
 
 def _hint(key: str, known: Iterable[str]) -> str:
@@ -169,12 +212,17 @@ class _Parser:
         loader = _SafeLoader(text)
         try:
             node = loader.get_single_node()
+            _check_expansion(node, self.where)
             self.data = loader.construct_document(node) if node is not None else None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ManifestError(f"not valid YAML: {problem}", self.where, line) from None
+        except RecursionError:  # the pure-Python loader on very deep nesting
+            raise ManifestError("not valid YAML: nested too deeply", self.where) from None
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            raise ManifestError(f"a value cannot be read: {exc}", self.where) from None
         finally:
             loader.dispose()
         self.lines = _Lines(node, self.where)
@@ -190,7 +238,7 @@ class _Parser:
             raise self.fail(f"{what} must be a mapping, not {type(value).__name__}", *keys)
         for k in value:
             if not isinstance(k, str):
-                raise self.fail(f"{what} has a non-string key {k!r}", *keys)
+                raise self.fail(f"{what} has a non-string key {_short(k)}", *keys)
         return value
 
     def known(self, value: dict[str, Any], allowed: Sequence[str], what: str, *keys: str) -> None:
@@ -207,13 +255,22 @@ class _Parser:
         text = self.string(value, what, *keys)
         problem = path_problem(text)
         if problem:
-            raise self.fail(f"{what} {text!r} {problem}", *keys)
+            raise self.fail(f"{what} {_short(text)} {problem}", *keys)
         return text
 
     def url(self, value: Any, what: str, *keys: str) -> str:
         text = self.string(value, what, *keys).strip()
         if not text.startswith(URL_SCHEMES):
-            raise self.fail(f"{what} {text!r} must start with https://, http:// or file://", *keys)
+            raise self.fail(f"{what} {_short(text)} must start with https://, http:// or file://", *keys)
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise self.fail(f"{what} {_short(text)} is not a valid URL ({exc})", *keys) from None
+        if parts.scheme in ("http", "https") and not parts.hostname:
+            raise self.fail(f"{what} {_short(text)} has no host name", *keys)
+        if any(ord(c) < 33 or c == "\x7f" for c in text):
+            raise self.fail(f"{what} {_short(text)} contains spaces or control characters; percent-encode them", *keys)
         return text
 
     def urls(self, entry: dict[str, Any], what: str, *keys: str) -> tuple[str, ...]:
@@ -233,12 +290,12 @@ class _Parser:
                 value = entry[algo]
                 if not isinstance(value, str) or not is_hex_digest(algo, value.strip()):
                     raise self.fail(
-                        f"`{algo}` must be {ALGORITHMS[algo]} hex digits, got {value!r}", *keys, algo
+                        f"`{algo}` must be {ALGORITHMS[algo]} hex digits, got {_short(value)}", *keys, algo
                     )
                 hashes[algo] = value.strip().lower()
         size = entry.get("size")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise self.fail(f"`size` must be a whole number of bytes, got {size!r}", *keys, "size")
+            raise self.fail(f"`size` must be a whole number of bytes, got {_short(size)}", *keys, "size")
         return Integrity(hashes, size)
 
     def parse(self) -> Manifest:
@@ -250,7 +307,7 @@ class _Parser:
         if version is None:
             raise self.fail("missing `ckptfetch: 1` (the format version)")
         if version != FORMAT_VERSION:
-            raise self.fail(f"unsupported format version {version!r}; this ckptfetch reads version 1", "ckptfetch")
+            raise self.fail(f"unsupported format version {_short(version)}; this ckptfetch reads version 1", "ckptfetch")
         name = self.string(data.get("name"), "`name`", "name")
         if not NAME_RE.match(name):
             raise self.fail(f"`name` {name!r} must match [a-z0-9][a-z0-9._-]*", "name")
@@ -270,7 +327,7 @@ class _Parser:
             fmt = entry.get("format")
             if fmt is not None and fmt not in ARCHIVE_FORMATS:
                 raise self.fail(
-                    f"archive format {fmt!r} is not one of {', '.join(ARCHIVE_FORMATS)}{_hint(str(fmt), ARCHIVE_FORMATS)}",
+                    f"archive format {_short(fmt)} is not one of {', '.join(ARCHIVE_FORMATS)}{_hint(str(fmt), ARCHIVE_FORMATS)}",
                     "archives", aname, "format",
                 )
             archives[aname] = Archive(
@@ -331,7 +388,7 @@ class _Parser:
                 raise self.fail(f"variant {vname!r} must be a list of paths or glob patterns", "variants", vname)
             for p in patterns:
                 if not any(fnmatch.fnmatchcase(f, p) for f in files):
-                    raise self.fail(f"variant {vname!r}: {p!r} matches no file{_hint(p, files)}", "variants", vname)
+                    raise self.fail(f"variant {vname!r}: {_short(p)} matches no file{_hint(p, files)}", "variants", vname)
             variants[vname] = tuple(patterns)
 
         return Manifest(
@@ -359,6 +416,8 @@ def path_problem(text: str) -> str | None:
         return "has a drive letter; paths are relative to the destination"
     if any(ord(c) < 32 or c == "\x7f" for c in text):
         return "contains a control character"
+    if any(unicodedata.bidirectional(c) in ("LRO", "RLO", "LRE", "RLE", "PDF", "LRI", "RLI", "FSI", "PDI") for c in text):
+        return "contains a bidirectional-override character, which makes printed paths lie"
     parts = text.split("/")
     if any(part == ".." for part in parts):
         return "contains `..`"
