@@ -38,6 +38,7 @@ PARTIAL_SUFFIX = ".ckptfetch-partial"
 SIDECAR_SUFFIX = ".ckptfetch-partial.json"
 USER_AGENT = f"ckptfetch/{__version__} (+https://github.com/ckptfetch/ckptfetch) python-requests/{requests.__version__}"
 MAX_REDIRECTS = 10
+_PROTOCOL_HEADERS = frozenset({"range", "if-range", "accept", "accept-encoding", "user-agent"})
 
 
 @dataclass
@@ -590,10 +591,13 @@ class _Job:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 resp = self.session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
-            except requests.exceptions.InvalidURL as exc:
-                raise DownloadError(f"{self.label}: invalid URL {redact(url)}: {exc}") from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise _Retry(f"cannot reach {urlsplit(url).hostname} ({_reason(exc)})") from None
+            except (requests.RequestException, ValueError) as exc:
+                # requests' own text for these repeats the URL or a header value (a token): not shown.
+                raise DownloadError(
+                    f"{self.label}: cannot request {redact(url)} ({type(exc).__name__}); check the URL and any token."
+                ) from None
             if resp.is_redirect and "Location" in resp.headers:
                 new = urljoin(url, resp.headers["Location"])
                 resp.close()
@@ -606,8 +610,9 @@ class _Job:
                 if new_parts.scheme not in ("http", "https"):
                     raise DownloadError(f"{self.label}: refused a redirect to {redact(new)}")
                 if (old_parts.hostname, old_parts.port) != (new_parts.hostname, new_parts.port):
-                    for secret in [k for k in headers if k.lower() in ("authorization", "cookie", "proxy-authorization")]:
-                        del headers[secret]
+                    # Another origin gets no credentials: every header the caller added (a token
+                    # for one host) is dropped; only the protocol's own ones go on.
+                    headers = {k: v for k, v in headers.items() if k.lower() in _PROTOCOL_HEADERS}
                 url = new
                 continue
             return resp
