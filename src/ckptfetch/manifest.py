@@ -22,6 +22,7 @@ import yaml
 
 from .errors import ManifestError
 from .hashing import ALGORITHMS, is_hex_digest
+from .urls import redact
 
 FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -191,6 +192,14 @@ _REPR.maxstring = _REPR.maxother = 80
 _REPR.maxlong = 40
 
 
+def _shown_url(text: str) -> str:
+    """A URL for an error message: credentials and token parameters hidden, length bounded."""
+    shown = redact(text)
+    if "@" in text.split("?")[0] and "***@" not in shown:
+        return "<a URL with credentials>"
+    return _short(shown)
+
+
 def _short(value: Any) -> str:
     """A bounded repr for messages: a 5 MB string or a deep list must not become the error."""
     try:
@@ -261,16 +270,16 @@ class _Parser:
     def url(self, value: Any, what: str, *keys: str) -> str:
         text = self.string(value, what, *keys).strip()
         if not text.startswith(URL_SCHEMES):
-            raise self.fail(f"{what} {_short(text)} must start with https://, http:// or file://", *keys)
+            raise self.fail(f"{what} {_shown_url(text)} must start with https://, http:// or file://", *keys)
         try:
             parts = urlsplit(text)
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as exc:
-            raise self.fail(f"{what} {_short(text)} is not a valid URL ({exc})", *keys) from None
+            raise self.fail(f"{what} {_shown_url(text)} is not a valid URL ({exc})", *keys) from None
         if parts.scheme in ("http", "https") and not parts.hostname:
-            raise self.fail(f"{what} {_short(text)} has no host name", *keys)
+            raise self.fail(f"{what} {_shown_url(text)} has no host name", *keys)
         if any(ord(c) < 33 or c == "\x7f" for c in text):
-            raise self.fail(f"{what} {_short(text)} contains spaces or control characters; percent-encode them", *keys)
+            raise self.fail(f"{what} {_shown_url(text)} contains spaces or control characters; percent-encode them", *keys)
         return text
 
     def urls(self, entry: dict[str, Any], what: str, *keys: str) -> tuple[str, ...]:
