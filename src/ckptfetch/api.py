@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _testhooks
 from .errors import CkptfetchError, DownloadError, Interrupted, UsageError
 from .hashing import first_mismatch, hash_file
 from .progress import NullReporter, Reporter
@@ -312,6 +313,7 @@ class _Run:
                             reporter=self.reporter, label=label,
                         )
                         self.reporter.finish(label, True)
+                    _testhooks.point("archive-downloaded")
                     wanted = [
                         Wanted(e.member or "", self.dest / e.path, e.path, e.integrity.hashes, e.integrity.size,
                                tuple(_needed_algorithms(e.integrity.hashes)))
@@ -491,6 +493,7 @@ def _record(run: _Run) -> None:
         files[o.path] = pins
     if files:
         m = run.plan.manifest
+        _testhooks.point("record")
         update_record(run.dest, m.name, str(m.source), run.plan.variants, files)
 
 

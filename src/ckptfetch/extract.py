@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from . import _testhooks
 from .errors import CkptfetchError, HashMismatch, Interrupted, UnsafeArchive
 from .hashing import MultiHasher, first_mismatch
 
@@ -182,6 +183,7 @@ def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.E
                         f"{w.label}: member {w.member!r} expands past its declared {declared} bytes; refused"
                     )
                 f.write(chunk)
+                _testhooks.point("extract-member")
                 hasher.update(chunk)
             f.flush()
             os.fsync(f.fileno())
@@ -212,8 +214,10 @@ def _commit(w: Wanted) -> None:
 def _finish(staged: dict[str, tuple[Wanted, dict[str, str]]], results: dict[str, dict[str, str] | CkptfetchError]) -> None:
     for name, (w, digests) in staged.items():
         if name not in results:
+            _testhooks.point("extract-before-rename")
             _commit(w)
             results[name] = digests
+            _testhooks.point("extract-after-rename")
 
 
 def _extract_zip(path: Path, by_name: dict[str, Wanted], label: str, cancel: threading.Event) -> dict[str, dict[str, str] | CkptfetchError]:

@@ -26,7 +26,7 @@ from urllib.request import url2pathname
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import __version__
+from .. import __version__, _testhooks
 from ..errors import DownloadError, HashMismatch, Interrupted
 from ..hashing import MultiHasher, ThreadedHasher, first_mismatch
 from ..progress import NullReporter, Reporter
@@ -378,7 +378,9 @@ class _Job:
     sync_dir = True
 
     def _commit(self) -> None:
+        _testhooks.point("download-before-rename")
         os.replace(self.partial, self.target)
+        _testhooks.point("download-after-rename")
         if self.sync_dir:
             _fsync_dir(self.target.parent)
         _discard(self.sidecar_path)
