@@ -265,6 +265,7 @@ class _Run:
         with locked(self.dest, f"file:{e.path}", self.settings.cancel):
             have = self.recheck(e)
             if have is not None:
+                _drop_leftovers(self.dest / e.path)
                 self.done(FileOutcome(e.path, "present", e.integrity.size, "url", digests=have))
                 return
             from .download import download
@@ -347,6 +348,19 @@ class _Run:
             members = [f for f in m.files.values() if f.archive == archive.name]
             if all(check_file(self.dest, f.path, f.integrity.hashes, f.integrity.size, self.cache)[0] == "OK" for f in members):
                 cached.unlink(missing_ok=True)
+                _drop_leftovers(cached)
+
+
+def _leftovers(target: Path) -> list[Path]:
+    """The engine's partial file and sidecar beside `target`, if any (see download.engine.partial_paths)."""
+    return [p for p in (target.with_name(target.name + ".ckptfetch-partial"),
+                        target.with_name(target.name + ".ckptfetch-partial.json")) if p.exists()]
+
+
+def _drop_leftovers(target: Path) -> None:
+    """Remove what a run killed between its rename and its clean-up left beside a finished target."""
+    for p in _leftovers(target):
+        p.unlink(missing_ok=True)
 
 
 def _sync_dirs(dest: Path, rels: Iterable[str]) -> None:
@@ -421,6 +435,9 @@ def fetch(
     for item in p.items:
         e = item.entry
         if item.action == PRESENT:
+            if _leftovers(p.dest / e.path):
+                with locked(p.dest, f"file:{e.path}", settings.cancel):
+                    _drop_leftovers(p.dest / e.path)
             digests = file_digests(p.dest, e.path, _needed_algorithms(e.integrity.hashes), run.cache) or {}
             run.done(FileOutcome(e.path, "present", e.integrity.size, e.kind, digests=digests))
         elif item.action == MANUAL:
