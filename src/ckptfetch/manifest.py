@@ -230,8 +230,10 @@ class _Parser:
             raise ManifestError(f"not valid YAML: {problem}", self.where, line) from None
         except RecursionError:  # the pure-Python loader on very deep nesting
             raise ManifestError("not valid YAML: nested too deeply", self.where) from None
-        except ValueError as exc:  # e.g. an integer with more digits than Python converts
-            raise ManifestError(f"a value cannot be read: {exc}", self.where) from None
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            # PyYAML's safe constructors fail this way on odd values: an integer with more
+            # digits than Python converts, a `!!timestamp` on a value that is not a date.
+            raise ManifestError(f"a value cannot be read ({type(exc).__name__}: {_short(str(exc))})", self.where) from None
         finally:
             loader.dispose()
         self.lines = _Lines(node, self.where)
