@@ -188,8 +188,12 @@ class _Sidecar:
         doc: dict[str, Any] = {"url": self.url, "validator": self.validator, "total": self.total, "expect": self.expect}
         if self.pieces is not None:
             doc["pieces"] = self.pieces
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no stray temporary file in DIR
+            raise
 
 
 def _fsync_dir(path: Path) -> None:
@@ -306,6 +310,8 @@ class _Job:
                 raise Interrupted("interrupted; partial files were kept so the next run resumes")
             try:
                 digests, resumed = self._attempt()
+            except OSError as exc:
+                raise self._write_failed(exc) from None
             except _Again:
                 continue
             except _Restart:
@@ -339,8 +345,42 @@ class _Job:
                     self.reporter.note(self.label, "resumed download failed its check; downloading from scratch")
                     continue
                 raise problem
-            self._commit()
+            try:
+                self._commit()
+            except OSError as exc:
+                raise self._write_failed(exc) from None
             return digests
+
+    def _write_failed(self, exc: OSError) -> DownloadError:
+        """A local write failed (disk full, read-only, permissions): say what and what to do.
+
+        The partial and its sidecar are kept on purpose, so that once there is
+        room the next run resumes instead of starting again.
+        """
+        try:
+            kept = self.partial.stat().st_size if self.sidecar_path.exists() else 0
+        except OSError:
+            kept = 0
+        where = f" The partial download ({kept} bytes) was kept at {self.partial} so the next run resumes; delete it to get the space back." if kept else ""
+        return DownloadError(
+            f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}. "
+            f"Free some space (or make the folder writable), or choose another --dest, then run the same command again; "
+            f"files already in place were not touched.{where}"
+        )
+
+    def _check_space(self, needed: int) -> None:
+        """Fail before downloading what the destination has no room for."""
+        try:
+            st = os.statvfs(self.target.parent)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        if needed > free:
+            raise DownloadError(
+                f"{self.label}: needs {needed} more bytes but {self.target.parent} has only {free} bytes free "
+                "(no space left on device). Free some space or choose another --dest, then run the same command "
+                "again; nothing was downloaded and files already in place were not touched."
+            )
 
     def _backoff(self, failures: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -457,6 +497,8 @@ class _Job:
                 )
             new_validator = if_range_validator(resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            if total is not None:
+                self._check_space(total - offset)
             if probe_end is not None and total is not None and probe_end < total:
                 pieces = plan_pieces(total, self.settings.connections, first_end=probe_end)
                 _discard(self.partial)  # a fresh segmented download starts from an empty partial
@@ -533,10 +575,7 @@ class _Job:
             os.fsync(fd)
             return digests
         except OSError as exc:
-            raise DownloadError(
-                f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}. "
-                "Free some space or choose another --dest; files already in place were not touched."
-            ) from None
+            raise self._write_failed(exc) from None
         finally:
             os.close(fd)
 
@@ -562,7 +601,7 @@ class _Job:
                     for chunk in resp.iter_content(self.settings.chunk_size):
                         if cancel.is_set():
                             raise Interrupted("interrupted; partial files were kept so the next run resumes")
-                        f.write(chunk)
+                        _write_all(f, chunk)
                         hasher.update(chunk)
                         n = len(chunk)
                         received += n
@@ -578,10 +617,7 @@ class _Job:
                     flusher.close()
                 os.fsync(f.fileno())
         except OSError as exc:
-            raise DownloadError(
-                f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}. "
-                "Free some space or choose another --dest; files already in place were not touched."
-            ) from None
+            raise self._write_failed(exc) from None
         if total is not None and offset + received < total:
             raise _Retry(f"connection closed early at {offset + received} of {total} bytes", progressed=received > 0)
 
@@ -658,8 +694,22 @@ class _Job:
                     f.flush()
                     os.fsync(f.fileno())
             except OSError as exc:
-                raise DownloadError(f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}") from None
+                raise self._write_failed(exc) from None
         return hasher.hexdigests()
+
+
+def _write_all(f: Any, data: bytes) -> None:
+    """Write every byte: an unbuffered write may write only part (a filling disk, a signal).
+
+    The hash follows the bytes received, so a short write left unnoticed
+    would put a file at the target that differs from what was verified.
+    """
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if not n:
+            raise OSError(28, "No space left on device")
+        view = view[n:]
 
 
 def _is_html(resp: requests.Response) -> bool:
