@@ -426,7 +426,10 @@ def fetch(
 
     settings = settings or Settings.from_env()
     jobs = max(1, jobs)
-    p.dest.mkdir(parents=True, exist_ok=True)
+    try:
+        p.dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CkptfetchError(f"cannot create {p.dest}: {exc.strerror or exc}; choose another --dest.") from None
     if connections is not None:
         settings.connections = max(1, connections)
     session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))

@@ -165,11 +165,11 @@ def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.E
     """Copy one member to its partial file, hashing it; bounded by `declared`."""
     if w.size is not None and declared != w.size:
         raise UnsafeArchive(f"{w.label}: member {w.member!r} is {declared} bytes, the manifest expects {w.size}")
-    w.target.parent.mkdir(parents=True, exist_ok=True)
     part = _partial(w)
     hasher = MultiHasher([*w.hashes, *w.algorithms])
     written = 0
     try:
+        w.target.parent.mkdir(parents=True, exist_ok=True)
         with open(part, "wb") as f:
             while True:
                 if cancel.is_set():
@@ -193,6 +193,14 @@ def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.E
         bad = first_mismatch(w.hashes, digests)
         if bad is not None:
             raise HashMismatch(w.label, f"member {w.member!r} of the archive", *bad)
+    except OSError as exc:
+        part.unlink(missing_ok=True)  # cheap to redo: the archive stays cached
+        if exc.errno is None:
+            raise  # a corrupt compressed stream (gzip, bz2): handled as a corrupt archive
+        raise CkptfetchError(
+            f"{w.label}: cannot write {part}: {exc.strerror or exc}. Free some space (or make the folder writable), "
+            "or choose another --dest, then run the same command again; files already in place were not touched."
+        ) from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import CkptfetchError
+
 STATE_DIR = ".ckptfetch"
 RECORD = "record.json"
 CACHE = "state.sqlite"
@@ -131,11 +133,22 @@ class _Heartbeat(threading.Thread):
                 return
 
 
+def _unwritable(path: Path, exc: OSError, what: str = "") -> CkptfetchError:
+    return CkptfetchError(
+        f"{what + ': ' if what else ''}cannot write in {path}: {exc.strerror or exc}. ckptfetch keeps its locks and "
+        f"records in DIR/{STATE_DIR}/; free some space or make DIR writable, or choose another --dest."
+    )
+
+
 @contextmanager
 def locked(dest: Path, key: str, cancel: threading.Event | None = None) -> Iterator[None]:
     """Hold the inter-process (and inter-host) lock for `key` under `dest`, waiting for it."""
     lock_dir = state_dir(dest) / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    what = key.split(":", 1)[-1]
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(lock_dir, exc, what) from None
     path = lock_dir / (hashlib.sha1(key.encode()).hexdigest()[:20] + ".lock")
     me = _owner()
     body = json.dumps({**me, "key": key}).encode()
@@ -154,6 +167,8 @@ def locked(dest: Path, key: str, cancel: threading.Event | None = None) -> Itera
             time.sleep(wait)
             wait = min(0.25, wait * 2)
             continue
+        except OSError as exc:
+            raise _unwritable(lock_dir, exc, what) from None
         try:
             os.write(fd, body)
             os.fsync(fd)
@@ -190,7 +205,16 @@ def read_record(dest: Path) -> dict[str, Any]:
 
 
 def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str], files: Mapping[str, Mapping[str, Any]]) -> None:
-    """Merge installed `files` of `manifest` into the record, atomically."""
+    """Merge installed `files` of `manifest` into the record, atomically.
+
+    Nothing is written (and no lock taken) when the record already says it all,
+    so a run that finds everything in place also works on a read-only DIR.
+    """
+    current = read_record(dest)
+    entry = current["manifests"].get(manifest)
+    if (entry is not None and entry.get("source") == source and set(variants) <= set(entry.get("variants", []))
+            and all(entry.get("files", {}).get(k) == dict(v) for k, v in files.items())):
+        return
     with locked(dest, "record"):
         data = read_record(dest)
         entry = data["manifests"].setdefault(manifest, {"source": source, "variants": [], "files": {}})
@@ -199,8 +223,12 @@ def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str
         entry.setdefault("files", {}).update({k: dict(v) for k, v in files.items()})
         path = state_dir(dest) / RECORD
         tmp = path.with_name(f"{RECORD}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _unwritable(path.parent, exc) from None
 
 
 # --- the verified-state cache ------------------------------------------------------
@@ -227,8 +255,8 @@ class VerifiedCache:
                     " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, digests TEXT)"
                 )
                 self._conn = conn
-            except sqlite3.Error:
-                return None  # a read-only or odd filesystem: work without the cache
+            except (sqlite3.Error, OSError):
+                return None  # a read-only, full or odd filesystem: work without the cache
         return self._conn
 
     @staticmethod
