@@ -326,7 +326,8 @@ class _Parser:
         if stem != name:
             raise self.fail(f"`name` {name!r} must equal the file name's stem {stem!r}", "name")
         root = data.get("root", "models")
-        root = self.string(root, "`root`", "root")
+        # A relative path like every target: a manifest must not pick /etc or ../.. as the destination.
+        root = self.rel_path(root, "`root`", "root")
         for key in ("description", "homepage"):
             if key in data and not isinstance(data[key], str):
                 raise self.fail(f"`{key}` must be a string", key)
