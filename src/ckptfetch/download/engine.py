@@ -609,6 +609,13 @@ class _Job:
                         advance(self.label, n)
                         if total is not None and offset + received > total:
                             raise _Restart()
+                        if self.size is not None and offset + received > self.size:
+                            # No Content-Length (or a decoded stream): stop at the pinned size, not at a full disk.
+                            f.truncate(0)
+                            raise DownloadError(
+                                f"{self.label}: {self.shown} sent more than the {self.size} bytes the manifest "
+                                "expects; the download was discarded and the target was not touched."
+                            )
                 except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                         requests.Timeout) as exc:
                     raise _Retry(f"connection lost after {offset + received} bytes ({_reason(exc)})",
@@ -629,6 +636,12 @@ class _Job:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 resp = self.session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+            except requests.exceptions.SSLError:
+                # Retrying cannot fix a certificate: say so at once.
+                raise DownloadError(
+                    f"{self.label}: the TLS certificate of {urlsplit(url).hostname} could not be verified "
+                    f"({redact(url)}). If the site uses a private CA, point REQUESTS_CA_BUNDLE at it."
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise _Retry(f"cannot reach {urlsplit(url).hostname} ({_reason(exc)})") from None
             except (requests.RequestException, ValueError) as exc:
@@ -659,8 +672,14 @@ class _Job:
     def _raise_for_status(self, resp: requests.Response) -> None:
         status = resp.status_code
         if is_retryable_status(status):
-            raise _Retry(f"HTTP {status} from {urlsplit(resp.url).hostname}",
-                         wait=retry_after_seconds(resp.headers.get("Retry-After")))
+            wait = retry_after_seconds(resp.headers.get("Retry-After"))
+            if wait is not None and wait > self.settings.retry_after_max:
+                raise DownloadError(
+                    f"{self.label}: {self.shown} answered HTTP {status} and asks to come back in {wait:.0f} s, "
+                    f"longer than ckptfetch waits ({self.settings.retry_after_max:.0f} s). Run the same command "
+                    "again later (or use --mirror); partial files are kept."
+                )
+            raise _Retry(f"HTTP {status} from {urlsplit(resp.url).hostname}", wait=wait)
         hint = {
             401: "the server wants credentials; check the URL or your token",
             403: "access is denied; the file may be private, gated or the link expired",
