@@ -388,3 +388,41 @@ def test_cli_fault_is_one_clear_message(name: str, server: TestServer, tmp_path:
     assert not (dest / "bad.bin").exists()
     assert _snapshot(dest / "good.bin") == before and server.hits("/good.bin") == 0
     faultstats.record(f"cli-{name}", ERROR)
+
+
+# --- faults with one right answer ------------------------------------------------------------------
+
+
+def test_retry_after_beyond_the_cap_gives_up_at_once(server: TestServer, settings: Settings, tmp_path: Path) -> None:
+    server.add("/f.bin", blob(1000))
+    server.fault("/f.bin", "status", status=429, retry_after="3600")
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match=r"f\.bin: .*answered HTTP 429 and asks to come back in 3600 s, longer than"):
+        download([server.url + "/f.bin"], tmp_path / "f.bin", settings=settings, label="f.bin")
+    assert time.monotonic() - t0 < 1 and server.hits("/f.bin") == 1
+    faultstats.record("retry-after-too-long", ERROR)
+
+
+def test_a_gzip_bomb_over_http_stops_at_the_pinned_size(server: TestServer, settings: Settings, tmp_path: Path) -> None:
+    """A server that gzips anyway (we ask for identity) cannot make us write past the manifest's size."""
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (20 << 20))
+    server.add("/f.bin", bomb, headers={"Content-Encoding": "gzip"})
+    settings.connections = 1  # a plain GET: no range probe whose Content-Range would give the size away
+    target = tmp_path / "f.bin"
+    with pytest.raises(DownloadError, match=r"sent more than the 1000 bytes the manifest expects"):
+        download([server.url + "/f.bin"], target, size=1000, hashes={"sha256": "0" * 64}, settings=settings, label="f.bin")
+    assert not target.exists()
+    part = partial_paths(target)[0]
+    assert not part.exists() or part.stat().st_size == 0
+    faultstats.record("http-gzip-bomb", ERROR)
+
+
+def test_manifest_root_must_be_relative(tmp_path: Path) -> None:
+    for root in ("/etc", "../..", "a/../../b", "C:/Windows"):
+        m = tmp_path / "rooted.yaml"
+        m.write_text(json.dumps({"ckptfetch": 1, "name": "rooted", "root": root,
+                                 "files": {"passwd": {"url": "http://127.0.0.1:9/x", "md5": "0" * 32}}}))
+        r = run_cli("get", str(m), cwd=tmp_path)
+        assert r.returncode == 2 and "`root`" in r.stderr, r.stderr

@@ -89,9 +89,11 @@ def valid_manifests(draw: st.DrawFn) -> dict[str, Any]:
         doc["archives"] = archives
     if draw(st.booleans()):
         doc["variants"] = {"minimal": [next(iter(files))], "all": ["*"]}
-    for key in ("description", "homepage", "root"):
+    for key in ("description", "homepage"):
         if draw(st.booleans()):
             doc[key] = draw(st.text(min_size=1, max_size=20).filter(str.strip))
+    if draw(st.booleans()):
+        doc["root"] = draw(rel_paths)
     return doc
 
 

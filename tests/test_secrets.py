@@ -14,6 +14,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,3 +243,20 @@ def test_a_token_with_a_newline_is_not_echoed(server: TestServer, settings: Sett
         download([server.url + "/f.bin"], tmp_path / "f.bin", settings=settings,
                  headers={"Authorization": "Bearer BearerSECRET\n"})
     assert_no_secret(str(info.value))
+
+
+def test_an_untrusted_certificate_is_not_retried(tls_files: tuple[Path, Path], settings: Settings, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    srv = https_server(tls_files)
+    try:
+        srv.add("/f.bin", blob(100))
+        settings.backoff = 1.0
+        t0 = time.monotonic()
+        with pytest.raises(DownloadError, match=r"TLS certificate of 127\.0\.0\.1 could not be verified.*REQUESTS_CA_BUNDLE") as info:
+            download([secret_url(srv, "/f.bin")], tmp_path / "f.bin", settings=settings, label="f.bin")
+        assert_no_secret(str(info.value))
+        assert time.monotonic() - t0 < 1, "a certificate error is not retried"
+    finally:
+        srv.stop()
