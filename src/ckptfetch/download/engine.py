@@ -11,6 +11,7 @@ is fsynced and renamed atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -185,7 +186,7 @@ class _Sidecar:
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
-        doc: dict[str, Any] = {"url": self.url, "validator": self.validator, "total": self.total, "expect": self.expect}
+        doc: dict[str, Any] = {"url": _url_key(self.url), "validator": self.validator, "total": self.total, "expect": self.expect}
         if self.pieces is not None:
             doc["pieces"] = self.pieces
         try:
@@ -194,6 +195,14 @@ class _Sidecar:
         except OSError:
             tmp.unlink(missing_ok=True)  # no stray temporary file in DIR
             raise
+
+
+def _url_key(url: str) -> str:
+    """The URL as the sidecar stores it: readable, but a credential or token in it is only a digest."""
+    shown = redact(url)
+    if shown == url:
+        return url
+    return f"{shown}#sha256={hashlib.sha256(url.encode()).hexdigest()[:32]}"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -434,7 +443,7 @@ class _Job:
             have = self.partial.stat().st_size
         except FileNotFoundError:
             have = 0
-        if side is None or side.url != self.url or side.expect != self.expect:
+        if side is None or side.url != _url_key(self.url) or side.expect != self.expect:
             if have or side is not None:
                 _discard(self.partial, self.sidecar_path)
             return 0, None
