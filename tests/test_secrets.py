@@ -260,3 +260,24 @@ def test_an_untrusted_certificate_is_not_retried(tls_files: tuple[Path, Path], s
         assert time.monotonic() - t0 < 1, "a certificate error is not retried"
     finally:
         srv.stop()
+
+
+def test_no_secret_at_rest_in_dir_after_a_failed_run(server: TestServer, tmp_path: Path) -> None:
+    """The partial's sidecar (kept for the resume) stores a digest of a URL with credentials, not the URL."""
+    data = blob(3 << 20)
+    server.add("/f.bin", data)
+    server.fault("/f.bin", "short", at=(3 << 20) // 2)
+    server.fault("/f.bin", "status", status=404)
+    m = tmp_path / "rest.yaml"
+    m.write_text(json.dumps({"ckptfetch": 1, "name": "rest", "files": {"f.bin": {"url": secret_url(server, "/f.bin"), "md5": md5(data)}}}))
+    dest = tmp_path / "out"
+    r = run_cli("get", str(m), "--dest", str(dest), env=cli_env(CKPTFETCH_CONNECTIONS="1"))
+    assert r.returncode == 1
+    assert (dest / "f.bin.ckptfetch-partial").stat().st_size > 0
+    for p in dest.rglob("*"):
+        if p.is_file():
+            assert_no_secret(p.read_bytes().decode("latin-1"))
+    r = run_cli("get", str(m), "--dest", str(dest), env=cli_env(CKPTFETCH_CONNECTIONS="1"))
+    assert r.returncode == 0, r.stderr
+    assert server.requests[-1].headers.get("range", "").startswith("bytes=") and not server.requests[-1].headers["range"].startswith("bytes=0-")
+    assert (dest / "f.bin").read_bytes() == data
