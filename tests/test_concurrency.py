@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from ckptfetch.state import _boot_id, _start_time
+from ckptfetch.state import _boot_id, _pid_namespace, _start_time
 
 from . import faultstats
 from .conftest import blob, cli_env, run_cli, sha256
@@ -123,8 +123,12 @@ def test_stale_locks_of_every_kind_are_broken(server: TestServer, tmp_path: Path
     dead_pid = subprocess.Popen(["true"])
     dead_pid.wait()
     plants = {
-        "same host, dead pid": ({"host": me, "boot": _boot_id(), "pid": dead_pid.pid, "start": "1", "token": "x"}, 0),
-        "same host, reused pid": ({"host": me, "boot": _boot_id(), "pid": os.getpid(), "start": "1", "token": "x"}, 0),
+        "same host, dead pid": ({"host": me, "boot": _boot_id(), "pidns": _pid_namespace(), "pid": dead_pid.pid,
+                                 "start": "1", "token": "x"}, 0),
+        "same host, reused pid": ({"host": me, "boot": _boot_id(), "pidns": _pid_namespace(), "pid": os.getpid(),
+                                   "start": "1", "token": "x"}, 0),
+        "same host, other pid namespace, no heartbeat": ({"host": me, "boot": _boot_id(), "pidns": "pid:[1]", "pid": 1,
+                                                          "start": "1", "token": "x"}, 1000),
         "same host, earlier boot": ({"host": me, "boot": "another-boot", "pid": os.getpid(), "start": "1", "token": "x"}, 0),
         "other host, no heartbeat": ({"host": "node-17", "boot": "b", "pid": 1, "start": "1", "token": "x"}, 1000),
         "half-written": (None, 60),
@@ -144,7 +148,7 @@ def test_a_live_holder_is_waited_for(server: TestServer, tmp_path: Path) -> None
     """A lock held by a live process here, or heart-beating on another host, is respected."""
     m, data = _manifest(server, tmp_path)
     dest = tmp_path / "out"
-    lock = _plant(dest, {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(),
+    lock = _plant(dest, {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(), "pid": os.getpid(),
                          "start": _start_time(os.getpid()), "token": "mine"}, 0)
     proc = subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(dest)],
                             env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -155,10 +159,14 @@ def test_a_live_holder_is_waited_for(server: TestServer, tmp_path: Path) -> None
     assert proc.returncode == 0, err
     assert (dest / "f.bin").read_bytes() == data
 
-    # Another host that keeps its heartbeat: waited for until the heartbeat is LOCK_STALE old.
-    dest2 = tmp_path / "out2"
-    _plant(dest2, {"host": "node-17", "boot": "b", "pid": 1, "start": "1", "token": "x"}, 0)
-    t0 = time.monotonic()
-    r = run_cli("get", str(m), "--dest", str(dest2), env=cli_env(CKPTFETCH_LOCK_STALE="2"))
-    assert r.returncode == 0, r.stderr
-    assert time.monotonic() - t0 > 1.5, "a fresh lock of another host must not be broken at once"
+    # Another host, or a container of this host with its own pids (its pid 1 is not ours), that keeps its
+    # heartbeat: waited for until the heartbeat is LOCK_STALE old.
+    for n, other in enumerate(({"host": "node-17", "boot": "b", "pid": 1, "start": "1", "token": "x"},
+                               {"host": socket.gethostname(), "boot": _boot_id(), "pidns": "pid:[1]", "pid": 999999,
+                                "start": "1", "token": "x"})):
+        dest2 = tmp_path / f"other{n}"
+        _plant(dest2, other, 0)
+        t0 = time.monotonic()
+        r = run_cli("get", str(m), "--dest", str(dest2), env=cli_env(CKPTFETCH_LOCK_STALE="2"))
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - t0 > 1.5, f"a fresh lock of {other['host']} must not be broken at once"

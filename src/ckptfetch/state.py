@@ -81,8 +81,16 @@ def _alive(pid: int, started: str) -> bool:
     return not (started and now and now != started)  # a reused pid is another process
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _owner() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(),
+    # The pid namespace too: two containers may share a host name and a kernel, not their pids.
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(), "pid": os.getpid(),
             "start": _start_time(os.getpid()), "token": uuid.uuid4().hex}
 
 
@@ -100,7 +108,8 @@ def _stale(path: Path, me: dict[str, Any]) -> bool:
     except (ValueError, KeyError, TypeError):
         # Created but not yet written, or cut short by a crash: stale once it is clearly old.
         return time.time() - st.st_mtime > 5
-    if host == me["host"] and boot and boot == me["boot"]:
+    same_pids = holder.get("pidns", "") == me["pidns"]
+    if host == me["host"] and boot and boot == me["boot"] and same_pids:
         return not _alive(pid, start)
     if host == me["host"] and boot and me["boot"] and boot != me["boot"]:
         return True  # held before this machine rebooted
