@@ -282,3 +282,17 @@ def test_cli_exits_2_with_one_message_never_a_traceback(text: str) -> None:
             assert stderr.count("error:") == 1, stderr
         assert not (Path(d) / "dest").exists(), "a dry run wrote something"
     faultstats.count(f"fuzzed manifests through the CLI (exit {code})")
+
+
+def test_a_huge_manifest_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    p = tmp_path / "fuzz.yaml"
+    with open(p, "wb") as f:
+        f.truncate(1 << 30)  # sparse: 1 GiB of NULs
+    t0 = time.monotonic()
+    try:
+        load_manifest(p)
+    except ManifestError as exc:
+        assert "larger than 16 MiB" in str(exc)
+    else:
+        raise AssertionError("a 1 GiB manifest was accepted")
+    assert time.monotonic() - t0 < 1

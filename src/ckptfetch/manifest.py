@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ARCHIVE_FORMATS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz")
 URL_SCHEMES = ("https://", "http://", "file://")
+MAX_MANIFEST_BYTES = 16 << 20
 MAX_NODES = 100_000  # YAML nodes after alias expansion: a real manifest has a few hundred
 
 TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "variants", "archives", "files")
@@ -452,6 +453,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Parse and validate the manifest file at `path`."""
     source = Path(path)
     try:
+        if source.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"larger than {MAX_MANIFEST_BYTES >> 20} MiB; a manifest is a short YAML file", str(source))
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError("no such manifest file", str(source)) from None
