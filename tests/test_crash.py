@@ -176,3 +176,48 @@ def test_sigkill_at_a_named_point_then_resume(point: str, server: TestServer, tm
         # Every point but the first is reached after the downloads it concerns completed.
         resent = server.bytes_sent() - sent
         assert resent <= sum(total - (k or 0) for (_, total), k in zip(partials(dest).values(), kept.values(), strict=True) if k is not None)
+
+
+def test_sigkill_mid_segmented_download_resumes_every_piece(server: TestServer, tmp_path: Path) -> None:
+    """Pieces over several connections: the next run asks each piece for exactly the bytes it lacks."""
+    big = blob(9 << 20, seed=11)  # above the 8 MiB probe
+    server.add("/seg.bin", big)
+    server.rate = 2 << 20
+    m = tmp_path / "seg.yaml"
+    m.write_text(json.dumps({"ckptfetch": 1, "name": "seg", "files": {"seg.bin": {"url": server.url + "/seg.bin",
+                                                                                   "sha256": sha256(big)}}}))
+    dest = tmp_path / "out"
+    side = dest / "seg.bin.ckptfetch-partial.json"
+    rng = random.Random(99)
+    for _ in range(3 if not SLOW else 10):
+        proc = subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(dest)],
+                                env=cli_env(CKPTFETCH_CONNECTIONS="4"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start_done = sum(p[2] - p[0] for p in json.loads(side.read_text())["pieces"]) if side.exists() else 0
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None
+            try:
+                pieces = json.loads(side.read_text()).get("pieces") or []
+            except (OSError, ValueError):
+                pieces = []
+            if sum(p[2] - p[0] for p in pieces) > start_done + (512 << 10):
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 0.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        settle(server)
+        assert not (dest / "seg.bin").exists()
+        faultstats.count("kill points (random times, SIGKILL)")
+    pieces = json.loads(side.read_text())["pieces"]
+    kept = sum(p[2] - p[0] for p in pieces)
+    server.rate = None
+    sent = server.bytes_sent("/seg.bin")
+    since = len(server.requests)
+    r = run_cli("get", str(m), "--dest", str(dest), env=cli_env(CKPTFETCH_CONNECTIONS="4"))
+    assert r.returncode == 0, r.stderr
+    assert (dest / "seg.bin").read_bytes() == big
+    asked = sorted(q.headers["range"] for q in server.requests[since:] if q.path == "/seg.bin")
+    assert asked == sorted(f"bytes={pos}-{end - 1}" for _, end, pos in pieces if pos < end)
+    assert server.bytes_sent("/seg.bin") - sent == len(big) - kept, "bytes already received were sent again"
+    assert not list(dest.rglob("*.ckptfetch-partial*"))
