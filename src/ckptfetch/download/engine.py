@@ -377,13 +377,17 @@ class _Job:
             f"files already in place were not touched.{where}"
         )
 
-    def _check_space(self, needed: int) -> None:
-        """Fail before downloading what the destination has no room for."""
+    def _check_space(self, needed: int, reclaim: bool) -> None:
+        """Fail before downloading what the destination has no room for.
+
+        With `reclaim`, the old partial is about to be replaced: its space counts as free.
+        """
         try:
             st = os.statvfs(self.target.parent)
+            old = self.partial.stat().st_blocks * 512 if reclaim and self.partial.exists() else 0
         except OSError:
             return
-        free = st.f_bavail * st.f_frsize
+        free = st.f_bavail * st.f_frsize + old
         if needed > free:
             raise DownloadError(
                 f"{self.label}: needs {needed} more bytes but {self.target.parent} has only {free} bytes free "
@@ -507,7 +511,7 @@ class _Job:
             new_validator = if_range_validator(resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
             self.target.parent.mkdir(parents=True, exist_ok=True)
             if total is not None:
-                self._check_space(total - offset)
+                self._check_space(total - offset, reclaim=not offset)
             if probe_end is not None and total is not None and probe_end < total:
                 pieces = plan_pieces(total, self.settings.connections, first_end=probe_end)
                 _discard(self.partial)  # a fresh segmented download starts from an empty partial
