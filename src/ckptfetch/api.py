@@ -352,9 +352,15 @@ class _Run:
 
 
 def _leftovers(target: Path) -> list[Path]:
-    """The engine's partial file and sidecar beside `target`, if any (see download.engine.partial_paths)."""
-    return [p for p in (target.with_name(target.name + ".ckptfetch-partial"),
-                        target.with_name(target.name + ".ckptfetch-partial.json")) if p.exists()]
+    """A download's sidecar beside `target` and the partial it describes (see download.engine.partial_paths).
+
+    A partial without a sidecar is not touched: it may be a member that another
+    process is extracting under the archive's lock, not this file's.
+    """
+    sidecar = target.with_name(target.name + ".ckptfetch-partial.json")
+    if not sidecar.exists():
+        return []
+    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar]
 
 
 def _drop_leftovers(target: Path) -> None:
