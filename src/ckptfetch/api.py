@@ -358,9 +358,10 @@ def _leftovers(target: Path) -> list[Path]:
     process is extracting under the archive's lock, not this file's.
     """
     sidecar = target.with_name(target.name + ".ckptfetch-partial.json")
-    if not sidecar.exists():
+    tmp = sidecar.with_name(sidecar.name + ".tmp")  # a kill during a sidecar save leaves this
+    if not (sidecar.exists() or tmp.exists()):
         return []
-    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar]
+    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar, tmp]
 
 
 def _drop_leftovers(target: Path) -> None:

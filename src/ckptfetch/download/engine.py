@@ -185,7 +185,9 @@ class _Sidecar:
             return None
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
+        # One fixed name: only the job's own thread saves (the file lock keeps other processes
+        # out), and a temporary file left by a kill is overwritten or removed with the sidecar.
+        tmp = _sidecar_tmp(path)
         doc: dict[str, Any] = {"url": _url_key(self.url), "validator": self.validator, "total": self.total, "expect": self.expect}
         if self.pieces is not None:
             doc["pieces"] = self.pieces
@@ -195,6 +197,10 @@ class _Sidecar:
         except OSError:
             tmp.unlink(missing_ok=True)  # no stray temporary file in DIR
             raise
+
+
+def _sidecar_tmp(sidecar: Path) -> Path:
+    return sidecar.with_name(sidecar.name + ".tmp")
 
 
 def _url_key(url: str) -> str:
@@ -412,7 +418,7 @@ class _Job:
             self.settings.sleep(min(left, 0.25))
 
     def _reset(self) -> None:
-        _discard(self.partial, self.sidecar_path)
+        _discard(self.partial, self.sidecar_path, _sidecar_tmp(self.sidecar_path))
         if self.started:
             self.reporter.start(self.label, self.size, 0)
 
@@ -436,7 +442,7 @@ class _Job:
         _testhooks.point("download-after-rename")
         if self.sync_dir:
             _fsync_dir(self.target.parent)
-        _discard(self.sidecar_path)
+        _discard(self.sidecar_path, _sidecar_tmp(self.sidecar_path))
 
     # -- one attempt -------------------------------------------------------
 
