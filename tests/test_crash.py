@@ -221,3 +221,19 @@ def test_sigkill_mid_segmented_download_resumes_every_piece(server: TestServer, 
     assert asked == sorted(f"bytes={pos}-{end - 1}" for _, end, pos in pieces if pos < end)
     assert server.bytes_sent("/seg.bin") - sent == len(big) - kept, "bytes already received were sent again"
     assert not list(dest.rglob("*.ckptfetch-partial*"))
+
+
+@pytest.mark.parametrize("target_present", [True, False], ids=["target-present", "target-missing"])
+def test_leftovers_of_a_kill_during_a_sidecar_save_are_removed(target_present: bool, server: TestServer,
+                                                               tmp_path: Path) -> None:
+    """A kill between writing the sidecar's temporary file and renaming it leaves `*.json.tmp` behind."""
+    m, expected = setup(server, tmp_path)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    if target_present:
+        (dest / "big.bin").write_bytes(BIG)
+    (dest / "big.bin.ckptfetch-partial").write_bytes(BIG[:1000])
+    (dest / "big.bin.ckptfetch-partial.json.tmp").write_text('{"url": "http://half-writ')
+    r = run_cli("get", str(m), "--dest", str(dest), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    check_finished(dest, expected)
