@@ -61,3 +61,31 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         [sys.executable, "-m", "ckptfetch", *args], cwd=cwd, env=env or cli_env(), capture_output=True,
         text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+# --- the hardening suites' figures and the `slow` marker ----------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` sweeps run only when asked: `-m slow` or CKPTFETCH_SLOW=1."""
+    if os.environ.get("CKPTFETCH_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow sweep; run with CKPTFETCH_SLOW=1 or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: object, exitstatus: int, config: pytest.Config) -> None:
+    """Print what the fault, crash, archive and secret suites tried (see tests/faultstats.py)."""
+    from . import faultstats
+
+    lines = faultstats.lines()
+    if not lines:
+        return
+    tr = terminalreporter
+    tr.section("hardening figures")  # type: ignore[attr-defined]
+    for line in lines:
+        tr.write_line(line)  # type: ignore[attr-defined]
+    if os.environ.get("CKPTFETCH_FAULT_REPORT"):
+        faultstats.write(os.environ["CKPTFETCH_FAULT_REPORT"])

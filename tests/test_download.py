@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,6 @@ def test_short_body_resumes(server: TestServer, settings: Settings, tmp_path: Pa
 
 def _settled_bytes_sent(server: TestServer, path: str) -> int:
     """The server's byte count once its handler threads are done (a 404 body may be counted after the client read it)."""
-    import time
 
     last = -1
     while (now := server.bytes_sent(path)) != last:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _testhooks
 from .errors import CkptfetchError, DownloadError, Interrupted, UsageError
 from .hashing import first_mismatch, hash_file
 from .progress import NullReporter, Reporter
@@ -424,6 +425,7 @@ class _Run:
             have = self.recheck(e)
             rel = located(e, self.dest)
             if have is not None:
+                _drop_leftovers(self.dest / (rel or e.path))
                 self.done(FileOutcome(e.path, "present", _size_on_disk(self.dest, rel or e.path), "url", digests=have,
                                       at=rel))
                 return
@@ -482,6 +484,7 @@ class _Run:
                     if not cached.is_file():
                         self.download(archive.urls, cached, archive.integrity, label)
                         self.reporter.finish(label, True)
+                    _testhooks.point("archive-downloaded")
                     wanted = [
                         Wanted(e.member or "", self.dest / at[e.path], at[e.path], e.integrity.checks,
                                e.integrity.size, tuple(self.algos(e.integrity.checks)))
@@ -496,7 +499,7 @@ class _Run:
                     self.reporter.finish(label, False)
                     from .errors import UnsafeArchive
 
-                    if isinstance(exc, UnsafeArchive) and attempt == 1 and cached.is_file():
+                    if isinstance(exc, UnsafeArchive) and exc.corrupt and attempt == 1 and cached.is_file():
                         # A corrupt cached archive: throw it away and download once more.
                         cached.unlink(missing_ok=True)
                         continue
@@ -516,6 +519,26 @@ class _Run:
             members = [f for f in m.files.values() if f.archive == archive.name]
             if all(check_entry(self.dest, f, self.cache)[0] == "OK" for f in members):
                 cached.unlink(missing_ok=True)
+                _drop_leftovers(cached)
+
+
+def _leftovers(target: Path) -> list[Path]:
+    """A download's sidecar beside `target` and the partial it describes (see download.engine.partial_paths).
+
+    A partial without a sidecar is not touched: it may be a member that another
+    process is extracting under the archive's lock, not this file's.
+    """
+    sidecar = target.with_name(target.name + ".ckptfetch-partial.json")
+    tmp = sidecar.with_name(sidecar.name + ".tmp")  # a kill during a sidecar save leaves this
+    if not (sidecar.exists() or tmp.exists()):
+        return []
+    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar, tmp]
+
+
+def _drop_leftovers(target: Path) -> None:
+    """Remove what a run killed between its rename and its clean-up left beside a finished target."""
+    for p in _leftovers(target):
+        p.unlink(missing_ok=True)
 
 
 def _size_on_disk(dest: Path, rel: str) -> int | None:
@@ -616,7 +639,10 @@ def fetch(
     from .download import make_session
 
     jobs = max(1, jobs)
-    p.dest.mkdir(parents=True, exist_ok=True)
+    try:
+        p.dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CkptfetchError(f"cannot create {p.dest}: {exc.strerror or exc}; choose another --dest.") from None
     if connections is not None:
         settings.connections = max(1, connections)
     session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))
@@ -626,6 +652,9 @@ def fetch(
         e = item.entry
         if item.action == PRESENT:
             rel = located(e, p.dest) or e.path
+            if _leftovers(p.dest / rel):
+                with locked(p.dest, f"file:{e.path}", settings.cancel):
+                    _drop_leftovers(p.dest / rel)
             digests = file_digests(p.dest, rel, run.algos(e.integrity.checks), run.cache) or {}
             run.done(FileOutcome(e.path, "present", _size_on_disk(p.dest, rel), e.kind, digests=digests, at=rel))
         elif item.action == MANUAL:
@@ -649,15 +678,24 @@ def fetch(
     ]
     tasks += [functools.partial(run.fetch_url, e) for e in singles]
 
+    record_error: CkptfetchError | None = None
     try:
         _run_all(tasks, jobs, settings.cancel)
     finally:
         session.close()
         _sync_dirs(p.dest, [o.at or o.path for o in run.outcomes.values() if o.status == "fetched"])
-        _record(run)
+        try:
+            _record(run)
+        except CkptfetchError as exc:
+            record_error = exc
         run.cache.close()
     order = {e.path: n for n, e in enumerate(m.files.values())}
-    return FetchResult(m.name, p.dest, sorted(run.outcomes.values(), key=lambda o: order[o.path]))
+    result = FetchResult(m.name, p.dest, sorted(run.outcomes.values(), key=lambda o: order[o.path]))
+    # A record that cannot be written (e.g. the disk that just filled up) must not hide the files' own errors,
+    # which already say what to do; the next run writes it. On a run where every file is fine it is the error.
+    if record_error is not None and result.ok:
+        raise record_error
+    return result
 
 
 def _run_all(tasks: list[Callable[[], None]], jobs: int, cancel: threading.Event) -> None:
@@ -719,6 +757,7 @@ def _record(run: _Run) -> None:
         files[o.path] = pins
     if files:
         m = run.plan.manifest
+        _testhooks.point("record")
         update_record(run.dest, m.name, str(m.source), run.plan.variants, files)
 
 

@@ -120,6 +120,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     from .api import check_entry, describe_pin, describe_source
     from .manifest import resolve_manifest
     from .state import VerifiedCache
+    from .urls import redact
 
     m = resolve_manifest(name)
     root = Path(dest or m.root)
@@ -140,7 +141,8 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     if as_json:
         _emit_json({"name": m.name, "description": m.description, "homepage": m.homepage, "root": m.root,
                     "manifest": str(m.source), "variants": {k: list(v) for k, v in m.variants.items()},
-                    "archives": {a.name: {"urls": list(a.urls), "hashes": a.integrity.hashes, "size": a.integrity.size}
+                    "archives": {a.name: {"urls": [redact(u) for u in a.urls], "hashes": a.integrity.hashes,
+                                          "size": a.integrity.size}
                                  for a in m.archives.values()},
                     "files": files})
         return
@@ -177,7 +179,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
         out.print(f"  size: {f['size'] if f['size'] is not None else 'unknown'}", markup=False)
     for a in m.archives.values():
         out.print()
-        out.print(f"archive {a.name}: {', '.join(a.urls)}", markup=False)
+        out.print(f"archive {a.name}: {', '.join(redact(u) for u in a.urls)}", markup=False)
 
 
 # --- get ----------------------------------------------------------------------------

@@ -63,7 +63,16 @@ class HashMismatch(DownloadError):
 
 
 class UnsafeArchive(CkptfetchError):
-    """An archive member is a link, a device, oversized, or otherwise unsafe."""
+    """An archive member is a link, a device, oversized, or otherwise unsafe.
+
+    `corrupt` is True when the archive is merely broken or truncated (worth
+    downloading once more), False when it is hostile (downloading it again
+    would give the same refusal).
+    """
+
+    def __init__(self, message: str, corrupt: bool = False) -> None:
+        super().__init__(message)
+        self.corrupt = corrupt
 
 
 class Interrupted(CkptfetchError):

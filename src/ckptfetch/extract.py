@@ -3,17 +3,21 @@
 Only the members a manifest lists are read, and each is written to the
 target path the manifest gives (never to a path taken from the archive), via a
 partial file that is hashed while it streams and renamed once it verifies.
-Links, devices, FIFOs, duplicated members and members larger than declared
-are refused.
+Links, devices, FIFOs, setuid files, duplicated members and members larger
+than declared are refused. An archive with any entry whose name is hostile
+(absolute, `..`, a drive letter, control characters) or that expands like a
+decompression bomb is refused as a whole: nothing of it is extracted.
 """
 
 from __future__ import annotations
 
 import lzma
 import os
+import re
 import stat
 import tarfile
 import threading
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -21,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from . import _testhooks
 from .errors import CkptfetchError, HashMismatch, Interrupted, UnsafeArchive
 from .hashing import MultiHasher, first_mismatch
 
 CHUNK = 1 << 20
-MAX_RATIO = 2000  # zip: uncompressed / compressed beyond this is a bomb
+MAX_RATIO = 200  # uncompressed / compressed beyond this (past BOMB_FLOOR bytes) is a bomb
+BOMB_FLOOR = 8 << 20  # small members may compress as well as they like
 MAGIC = {
     b"PK\x03\x04": "zip",
     b"PK\x05\x06": "zip",
@@ -65,6 +71,43 @@ def _norm(name: str) -> str:
     return name.rstrip("/")
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def name_problem(name: str) -> str | None:
+    """Why an archive entry name is hostile, or None.
+
+    Backslashes count as separators here: a `..\\..\\x` entry is a traversal
+    on Windows and a trap everywhere.
+    """
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return "is an absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "climbs out with `..`"
+    if any(unicodedata.category(c) == "Cc" or c in _BIDI for c in name):
+        return "contains control or bidirectional-override characters"
+    return None
+
+
+def _refuse_names(names: list[str], label: str) -> None:
+    for name in names:
+        problem = name_problem(name)
+        if problem is not None:
+            raise UnsafeArchive(
+                f"{label}: archive entry {name!r} {problem}, so the whole archive was refused and nothing "
+                "was extracted. Check the archive URL; if the archive is genuine, report it upstream."
+            )
+
+
+def _bomb(label: str, what: str, expanded: int, packed: int) -> UnsafeArchive:
+    return UnsafeArchive(
+        f"{label}: {what} expands to {expanded} bytes from {packed} ({expanded // max(1, packed)}:1), "
+        "like a decompression bomb, so the archive was refused and nothing was extracted."
+    )
+
+
+
 def extract(
     archive: Path,
     wanted: list[Wanted],
@@ -100,7 +143,8 @@ def extract(
             corrupt = True  # gzip.BadGzipFile, bz2's "Invalid data stream"
         if not corrupt:
             raise
-        raise UnsafeArchive(f"{label}: {archive.name} is corrupt or truncated ({exc}); it will be downloaded again.") from None
+        raise UnsafeArchive(f"{label}: {archive.name} is corrupt or truncated ({exc}); it will be downloaded again.",
+                            corrupt=True) from None
     for name, w in by_name.items():
         if name not in results:
             results[name] = UnsafeArchive(f"{w.label}: member {w.member!r} is not in archive {label}")
@@ -121,11 +165,11 @@ def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.E
     """Copy one member to its partial file, hashing it; bounded by `declared`."""
     if w.size is not None and declared != w.size:
         raise UnsafeArchive(f"{w.label}: member {w.member!r} is {declared} bytes, the manifest expects {w.size}")
-    w.target.parent.mkdir(parents=True, exist_ok=True)
     part = _partial(w)
     hasher = MultiHasher([*w.hashes, *w.algorithms])
     written = 0
     try:
+        w.target.parent.mkdir(parents=True, exist_ok=True)
         with open(part, "wb") as f:
             while True:
                 if cancel.is_set():
@@ -139,6 +183,7 @@ def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.E
                         f"{w.label}: member {w.member!r} expands past its declared {declared} bytes; refused"
                     )
                 f.write(chunk)
+                _testhooks.point("extract-member")
                 hasher.update(chunk)
             f.flush()
             os.fsync(f.fileno())
@@ -148,6 +193,14 @@ def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.E
         bad = first_mismatch(w.hashes, digests)
         if bad is not None:
             raise HashMismatch(w.label, f"member {w.member!r} of the archive", *bad)
+    except OSError as exc:
+        part.unlink(missing_ok=True)  # cheap to redo: the archive stays cached
+        if exc.errno is None:
+            raise  # a corrupt compressed stream (gzip, bz2): handled as a corrupt archive
+        raise CkptfetchError(
+            f"{w.label}: cannot write {part}: {exc.strerror or exc}. Free some space (or make the folder writable), "
+            "or choose another --dest, then run the same command again; files already in place were not touched."
+        ) from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -169,32 +222,37 @@ def _commit(w: Wanted) -> None:
 def _finish(staged: dict[str, tuple[Wanted, dict[str, str]]], results: dict[str, dict[str, str] | CkptfetchError]) -> None:
     for name, (w, digests) in staged.items():
         if name not in results:
+            _testhooks.point("extract-before-rename")
             _commit(w)
             results[name] = digests
+            _testhooks.point("extract-after-rename")
 
 
 def _extract_zip(path: Path, by_name: dict[str, Wanted], label: str, cancel: threading.Event) -> dict[str, dict[str, str] | CkptfetchError]:
     results: dict[str, dict[str, str] | CkptfetchError] = {}
     staged: dict[str, tuple[Wanted, dict[str, str]]] = {}
     with zipfile.ZipFile(path) as zf:
+        _refuse_names([i.filename for i in zf.infolist()], label)
         infos: dict[str, list[zipfile.ZipInfo]] = {}
         for info in zf.infolist():
-            infos.setdefault(_norm(info.filename), []).append(info)
+            infos.setdefault(unicodedata.normalize("NFC", _norm(info.filename)), []).append(info)
         _check_overlaps(zf.infolist(), label)
         for name, w in by_name.items():
-            found = infos.get(name)
+            found = infos.get(unicodedata.normalize("NFC", name))
             if not found:
                 continue
+            info = found[0]
+            if info.file_size > BOMB_FLOOR and info.file_size > MAX_RATIO * max(1, info.compress_size):
+                raise _bomb(label, f"member {w.member!r}", info.file_size, info.compress_size)
             try:
                 if len(found) > 1:
                     raise UnsafeArchive(f"{w.label}: member {w.member!r} appears {len(found)} times in {label}; refused")
-                info = found[0]
                 mode = (info.external_attr >> 16) & 0xFFFF
                 # Many zips carry permission bits only (no file type): those are regular files.
                 if info.is_dir() or (stat.S_IFMT(mode) and not stat.S_ISREG(mode)):
                     raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} is not a regular file (a link or special file); refused")
-                if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
-                    raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} compresses {info.file_size // info.compress_size}:1, like a decompression bomb; refused")
+                if mode & (stat.S_ISUID | stat.S_ISGID):
+                    raise UnsafeArchive(f"{w.label}: member {w.member!r} of {label} has a setuid/setgid bit; refused")
                 with zf.open(info) as src:
                     staged[name] = (w, _stream_member(src, w, info.file_size, cancel))
             except (UnsafeArchive, HashMismatch) as exc:
@@ -220,14 +278,20 @@ def _extract_tar(path: Path, by_name: dict[str, Wanted], label: str, cancel: thr
     # One sequential pass: extract listed members to partial files as they
     # come, and rename them only once the whole archive was read and no
     # listed member turned out to appear twice.
+    packed = path.stat().st_size
+    budget = max(BOMB_FLOOR, MAX_RATIO * packed)
+    nfc = {unicodedata.normalize("NFC", n): w for n, w in by_name.items()}
     with tarfile.open(path, mode="r:*") as tf:
         for info in tf:
             if cancel.is_set():
                 raise Interrupted("interrupted")
-            name = _norm(info.name)
-            w = by_name.get(name)
+            _refuse_names([info.name], label)
+            if info.offset_data + info.size > budget:
+                raise _bomb(label, "the tar stream", info.offset_data + info.size, packed)
+            w = nfc.get(unicodedata.normalize("NFC", _norm(info.name)))
             if w is None:
                 continue
+            name = _norm(w.member)
             if name in seen:
                 staged.pop(name, None)
                 _partial(w).unlink(missing_ok=True)

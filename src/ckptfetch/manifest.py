@@ -10,15 +10,19 @@ import difflib
 import fnmatch
 import os
 import re
+import reprlib
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from .errors import ManifestError
 from .hashing import ALGORITHMS, is_hex_digest, sha256_from_url
+from .urls import redact
 
 FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -26,6 +30,8 @@ ARCHIVE_FORMATS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz")
 URL_SCHEMES = ("https://", "http://", "file://", "hf://")
 LAYOUTS = ("plain", "hf-cache", "torch-hub")
 """How files are placed under the destination: as listed, as huggingface_hub's cache, as torch hub's."""
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_NODES = 100_000  # YAML nodes after alias expansion: a real manifest has a few hundred
 
 TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "layout", "variants", "archives", "files")
 FILE_KEYS = ("url", "urls", "archive", "member", "manual", "layout", "include", "size", *ALGORITHMS)
@@ -175,19 +181,66 @@ class _Lines:
                 return line
         return line
 
-    def check_duplicates(self, node: yaml.Node | None = None) -> None:
-        node = self.node if node is None else node
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode):
-                    if k.value in seen:
-                        raise ManifestError(f"duplicate key {k.value!r}", self.source, k.start_mark.line + 1)
-                    seen.add(k.value)
-                self.check_duplicates(v)
-        elif isinstance(node, yaml.SequenceNode):
-            for v in node.value:
-                self.check_duplicates(v)
+    def check_duplicates(self) -> None:
+        # Iterative, and each node once: aliases share nodes, and may even form cycles.
+        stack = [self.node] if self.node is not None else []
+        done: set[int] = set()
+        while stack:
+            node = stack.pop()
+            if id(node) in done:
+                continue
+            done.add(id(node))
+            if isinstance(node, yaml.MappingNode):
+                seen: set[str] = set()
+                for k, v in node.value:
+                    if isinstance(k, yaml.ScalarNode):
+                        if k.value in seen:
+                            raise ManifestError(f"duplicate key {_short(k.value)}", self.source, k.start_mark.line + 1)
+                        seen.add(k.value)
+                    stack.append(v)
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+
+
+def _check_expansion(node: yaml.Node | None, where: str) -> None:
+    """Refuse alias bombs ("billion laughs") and recursive aliases before building any data."""
+    stack = [node] if node is not None else []
+    count = 0
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ManifestError(
+                f"the YAML expands to more than {MAX_NODES} values through its aliases (`*name`), "
+                "or an alias refers to itself; a manifest is plain data, write it out", where,
+            )
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlong = 40
+
+
+def _shown_url(text: str) -> str:
+    """A URL for an error message: credentials and token parameters hidden, length bounded."""
+    shown = redact(text)
+    if "@" in text.split("?")[0] and "***@" not in shown:
+        return "<a URL with credentials>"
+    return _short(shown)
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for messages: a 5 MB string or a deep list must not become the error."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int past Python's digit limit
+        return f"<{type(value).__name__}>"
 
 
 def _hint(key: str, known: Iterable[str]) -> str:
@@ -203,12 +256,19 @@ class _Parser:
         loader = _SafeLoader(text)
         try:
             node = loader.get_single_node()
+            _check_expansion(node, self.where)
             self.data = loader.construct_document(node) if node is not None else None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ManifestError(f"not valid YAML: {problem}", self.where, line) from None
+        except RecursionError:  # the pure-Python loader on very deep nesting
+            raise ManifestError("not valid YAML: nested too deeply", self.where) from None
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            # PyYAML's safe constructors fail this way on odd values: an integer with more
+            # digits than Python converts, a `!!timestamp` on a value that is not a date.
+            raise ManifestError(f"a value cannot be read ({type(exc).__name__}: {_short(str(exc))})", self.where) from None
         finally:
             loader.dispose()
         self.lines = _Lines(node, self.where)
@@ -224,7 +284,7 @@ class _Parser:
             raise self.fail(f"{what} must be a mapping, not {type(value).__name__}", *keys)
         for k in value:
             if not isinstance(k, str):
-                raise self.fail(f"{what} has a non-string key {k!r}", *keys)
+                raise self.fail(f"{what} has a non-string key {_short(k)}", *keys)
         return value
 
     def known(self, value: dict[str, Any], allowed: Sequence[str], what: str, *keys: str) -> None:
@@ -241,13 +301,22 @@ class _Parser:
         text = self.string(value, what, *keys)
         problem = path_problem(text)
         if problem:
-            raise self.fail(f"{what} {text!r} {problem}", *keys)
+            raise self.fail(f"{what} {_short(text)} {problem}", *keys)
         return text
 
     def url(self, value: Any, what: str, *keys: str) -> str:
         text = self.string(value, what, *keys).strip()
         if not text.startswith(URL_SCHEMES):
-            raise self.fail(f"{what} {text!r} must start with https://, http://, file:// or hf://", *keys)
+            raise self.fail(f"{what} {_shown_url(text)} must start with https://, http://, file:// or hf://", *keys)
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise self.fail(f"{what} {_shown_url(text)} is not a valid URL ({exc})", *keys) from None
+        if parts.scheme in ("http", "https") and not parts.hostname:
+            raise self.fail(f"{what} {_shown_url(text)} has no host name", *keys)
+        if any(ord(c) < 33 or c == "\x7f" for c in text):
+            raise self.fail(f"{what} {_shown_url(text)} contains spaces or control characters; percent-encode them", *keys)
         return text
 
     def layout(self, value: Any, default: str, *keys: str) -> str:
@@ -281,12 +350,12 @@ class _Parser:
                     )
                 if not isinstance(value, str) or not is_hex_digest(algo, value.strip()):
                     raise self.fail(
-                        f"`{algo}` must be {ALGORITHMS[algo]} hex digits, got {value!r}", *keys, algo
+                        f"`{algo}` must be {ALGORITHMS[algo]} hex digits, got {_short(value)}", *keys, algo
                     )
                 hashes[algo] = value.strip().lower()
         size = entry.get("size")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise self.fail(f"`size` must be a whole number of bytes, got {size!r}", *keys, "size")
+            raise self.fail(f"`size` must be a whole number of bytes, got {_short(size)}", *keys, "size")
         return Integrity(hashes, size)
 
     def with_weak_pin(self, integrity: Integrity, urls: Sequence[str], *keys: str) -> Integrity:
@@ -315,7 +384,7 @@ class _Parser:
         if version is None:
             raise self.fail("missing `ckptfetch: 1` (the format version)")
         if version != FORMAT_VERSION:
-            raise self.fail(f"unsupported format version {version!r}; this ckptfetch reads version 1", "ckptfetch")
+            raise self.fail(f"unsupported format version {_short(version)}; this ckptfetch reads version 1", "ckptfetch")
         name = self.string(data.get("name"), "`name`", "name")
         if not NAME_RE.match(name):
             raise self.fail(f"`name` {name!r} must match [a-z0-9][a-z0-9._-]*", "name")
@@ -323,7 +392,9 @@ class _Parser:
         if stem != name:
             raise self.fail(f"`name` {name!r} must equal the file name's stem {stem!r}", "name")
         root = data.get("root", "models")
-        root = self.string(root, "`root`", "root")
+        # A relative path like every target (or "." for the current folder): a manifest must not pick
+        # /etc or ../.. as the destination.
+        root = "." if root == "." else self.rel_path(root, "`root`", "root")
         layout = self.layout(data.get("layout"), "plain")
         for key in ("description", "homepage"):
             if key in data and not isinstance(data[key], str):
@@ -336,7 +407,7 @@ class _Parser:
             fmt = entry.get("format")
             if fmt is not None and fmt not in ARCHIVE_FORMATS:
                 raise self.fail(
-                    f"archive format {fmt!r} is not one of {', '.join(ARCHIVE_FORMATS)}{_hint(str(fmt), ARCHIVE_FORMATS)}",
+                    f"archive format {_short(fmt)} is not one of {', '.join(ARCHIVE_FORMATS)}{_hint(str(fmt), ARCHIVE_FORMATS)}",
                     "archives", aname, "format",
                 )
             aurls = self.urls(entry, f"archive {aname!r}", "archives", aname)
@@ -415,7 +486,7 @@ class _Parser:
             for p in patterns:
                 # A pattern inside a folder entry (`DIR/x.ckpt` for `DIR/`) is checked once the folder is listed.
                 if not any(path_matches(f, p) or (f.endswith("/") and p.startswith(f)) for f in files):
-                    raise self.fail(f"variant {vname!r}: {p!r} matches no file{_hint(p, files)}", "variants", vname)
+                    raise self.fail(f"variant {vname!r}: {_short(p)} matches no file{_hint(p, files)}", "variants", vname)
             variants[vname] = tuple(patterns)
 
         return Manifest(
@@ -471,6 +542,8 @@ def path_problem(text: str) -> str | None:
         return "has a drive letter; paths are relative to the destination"
     if any(ord(c) < 32 or c == "\x7f" for c in text):
         return "contains a control character"
+    if any(unicodedata.bidirectional(c) in ("LRO", "RLO", "LRE", "RLE", "PDF", "LRI", "RLI", "FSI", "PDI") for c in text):
+        return "contains a bidirectional-override character, which makes printed paths lie"
     parts = text.split("/")
     if any(part == ".." for part in parts):
         return "contains `..`"
@@ -493,6 +566,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Parse and validate the manifest file at `path`."""
     source = Path(path)
     try:
+        if source.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"larger than {MAX_MANIFEST_BYTES >> 20} MiB; a manifest is a short YAML file", str(source))
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError("no such manifest file", str(source)) from None

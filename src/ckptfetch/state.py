@@ -6,8 +6,9 @@
   size, mtime_ns and ctime_ns, so an unchanged file is not hashed again. Any
   write to a file changes its ctime, so edits are caught even when the mtime
   is put back.
-- `locks/`: one lock per target or archive, so concurrent runs never fetch the
-  same bytes twice.
+- `locks/`: one lock file per target or archive while it is being worked on,
+  so concurrent runs (on one host or several sharing DIR over NFS) never
+  fetch the same bytes twice; see `locked`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import CkptfetchError
 
 STATE_DIR = ".ckptfetch"
 RECORD = "record.json"
@@ -32,30 +38,164 @@ def state_dir(dest: Path) -> Path:
 
 
 # --- locks -------------------------------------------------------------------
+#
+# A lock is a file created with O_CREAT|O_EXCL, which is atomic on local
+# filesystems and on NFSv3+ (the server decides), unlike flock(), which some
+# NFS mounts (`nolock`, old NLM setups) keep host-local. The file says who holds
+# it (host, boot id, pid, process start time, a random token). A lock is stale
+# when its holder is provably dead: same host and boot but that process is gone
+# (or the pid was reused), or another boot of this host; or, for a holder on
+# another host, when its heartbeat (the file's mtime, touched every
+# LOCK_HEARTBEAT seconds) is older than LOCK_STALE seconds. A stale lock is
+# broken by renaming it to a unique name first, so two waiters cannot both
+# break it and then both take it.
+
+LOCK_HEARTBEAT = 10.0
+LOCK_STALE = float(os.environ.get("CKPTFETCH_LOCK_STALE", "120"))
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ('' when unknown)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _alive(pid: int, started: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    now = _start_time(pid)
+    return not (started and now and now != started)  # a reused pid is another process
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _owner() -> dict[str, Any]:
+    # The pid namespace too: two containers may share a host name and a kernel, not their pids.
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(), "pid": os.getpid(),
+            "start": _start_time(os.getpid()), "token": uuid.uuid4().hex}
+
+
+def _stale(path: Path, me: dict[str, Any]) -> bool:
+    try:
+        st = path.stat()
+        text = path.read_text()
+    except FileNotFoundError:
+        return False  # released meanwhile: just try again
+    except OSError:
+        return False
+    try:
+        holder = json.loads(text)
+        host, boot, pid, start = holder["host"], holder["boot"], int(holder["pid"]), str(holder["start"])
+    except (ValueError, KeyError, TypeError):
+        # Created but not yet written, or cut short by a crash: stale once it is clearly old.
+        return time.time() - st.st_mtime > 5
+    same_pids = holder.get("pidns", "") == me["pidns"]
+    if host == me["host"] and boot and boot == me["boot"] and same_pids:
+        return not _alive(pid, start)
+    if host == me["host"] and boot and me["boot"] and boot != me["boot"]:
+        return True  # held before this machine rebooted
+    return time.time() - st.st_mtime > LOCK_STALE  # another host: trust its heartbeat only
+
+
+def _break(path: Path) -> None:
+    """Remove a stale lock without racing another waiter that breaks it too."""
+    aside = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex}")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return
+    aside.unlink(missing_ok=True)
+
+
+class _Heartbeat(threading.Thread):
+    """Touches a held lock so waiters on other hosts can tell it is alive."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="lock-heartbeat", daemon=True)
+        self.path = path
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(LOCK_HEARTBEAT):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+
+def _unwritable(path: Path, exc: OSError, what: str = "") -> CkptfetchError:
+    return CkptfetchError(
+        f"{what + ': ' if what else ''}cannot write in {path}: {exc.strerror or exc}. ckptfetch keeps its locks and "
+        f"records in DIR/{STATE_DIR}/; free some space or make DIR writable, or choose another --dest."
+    )
 
 
 @contextmanager
 def locked(dest: Path, key: str, cancel: threading.Event | None = None) -> Iterator[None]:
-    """Hold the inter-process lock for `key` under `dest` (waits for it)."""
-    from filelock import FileLock, Timeout
-
+    """Hold the inter-process (and inter-host) lock for `key` under `dest`, waiting for it."""
     lock_dir = state_dir(dest) / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    name = hashlib.sha1(key.encode()).hexdigest()[:20] + ".lock"
-    lock = FileLock(str(lock_dir / name), thread_local=False)
+    what = key.split(":", 1)[-1]
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(lock_dir, exc, what) from None
+    path = lock_dir / (hashlib.sha1(key.encode()).hexdigest()[:20] + ".lock")
+    me = _owner()
+    body = json.dumps({**me, "key": key}).encode()
+    wait = 0.01
     while True:
         try:
-            lock.acquire(timeout=0.25)
-            break
-        except Timeout:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if _stale(path, me):
+                _break(path)
+                continue
             if cancel is not None and cancel.is_set():
                 from .errors import Interrupted
 
                 raise Interrupted("interrupted while waiting for another ckptfetch process") from None
+            time.sleep(wait)
+            wait = min(0.25, wait * 2)
+            continue
+        except OSError as exc:
+            raise _unwritable(lock_dir, exc, what) from None
+        try:
+            os.write(fd, body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        break
+    beat = _Heartbeat(path)
+    beat.start()
     try:
         yield
     finally:
-        lock.release()
+        beat.stop.set()
+        try:
+            still_ours = json.loads(path.read_text()).get("token") == me["token"]
+        except (OSError, ValueError):
+            still_ours = False
+        if still_ours:
+            path.unlink(missing_ok=True)
 
 
 # --- the record ----------------------------------------------------------------
@@ -74,7 +214,16 @@ def read_record(dest: Path) -> dict[str, Any]:
 
 
 def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str], files: Mapping[str, Mapping[str, Any]]) -> None:
-    """Merge installed `files` of `manifest` into the record, atomically."""
+    """Merge installed `files` of `manifest` into the record, atomically.
+
+    Nothing is written (and no lock taken) when the record already says it all,
+    so a run that finds everything in place also works on a read-only DIR.
+    """
+    current = read_record(dest)
+    entry = current["manifests"].get(manifest)
+    if (entry is not None and entry.get("source") == source and set(variants) <= set(entry.get("variants", []))
+            and all(entry.get("files", {}).get(k) == dict(v) for k, v in files.items())):
+        return
     with locked(dest, "record"):
         data = read_record(dest)
         entry = data["manifests"].setdefault(manifest, {"source": source, "variants": [], "files": {}})
@@ -83,8 +232,12 @@ def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str
         entry.setdefault("files", {}).update({k: dict(v) for k, v in files.items()})
         path = state_dir(dest) / RECORD
         tmp = path.with_name(f"{RECORD}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _unwritable(path.parent, exc) from None
 
 
 # --- the verified-state cache ------------------------------------------------------
@@ -111,8 +264,8 @@ class VerifiedCache:
                     " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, digests TEXT)"
                 )
                 self._conn = conn
-            except sqlite3.Error:
-                return None  # a read-only or odd filesystem: work without the cache
+            except (sqlite3.Error, OSError):
+                return None  # a read-only, full or odd filesystem: work without the cache
         return self._conn
 
     @staticmethod

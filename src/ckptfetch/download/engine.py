@@ -11,6 +11,7 @@ is fsynced and renamed atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -26,7 +27,7 @@ from urllib.request import url2pathname
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import __version__
+from .. import __version__, _testhooks
 from ..errors import DownloadError, HashMismatch, Interrupted
 from ..hashing import MultiHasher, ThreadedHasher, first_mismatch
 from ..progress import NullReporter, Reporter
@@ -38,6 +39,7 @@ PARTIAL_SUFFIX = ".ckptfetch-partial"
 SIDECAR_SUFFIX = ".ckptfetch-partial.json"
 USER_AGENT = f"ckptfetch/{__version__} (+https://github.com/ckptfetch/ckptfetch) python-requests/{requests.__version__}"
 MAX_REDIRECTS = 10
+_PROTOCOL_HEADERS = frozenset({"range", "if-range", "accept", "accept-encoding", "user-agent"})
 
 
 @dataclass
@@ -183,12 +185,30 @@ class _Sidecar:
             return None
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
-        doc: dict[str, Any] = {"url": self.url, "validator": self.validator, "total": self.total, "expect": self.expect}
+        # One fixed name: only the job's own thread saves (the file lock keeps other processes
+        # out), and a temporary file left by a kill is overwritten or removed with the sidecar.
+        tmp = _sidecar_tmp(path)
+        doc: dict[str, Any] = {"url": _url_key(self.url), "validator": self.validator, "total": self.total, "expect": self.expect}
         if self.pieces is not None:
             doc["pieces"] = self.pieces
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no stray temporary file in DIR
+            raise
+
+
+def _sidecar_tmp(sidecar: Path) -> Path:
+    return sidecar.with_name(sidecar.name + ".tmp")
+
+
+def _url_key(url: str) -> str:
+    """The URL as the sidecar stores it: readable, but a credential or token in it is only a digest."""
+    shown = redact(url)
+    if shown == url:
+        return url
+    return f"{shown}#sha256={hashlib.sha256(url.encode()).hexdigest()[:32]}"
 
 
 def fsync_dir(path: Path) -> None:
@@ -332,6 +352,8 @@ class _Job:
                 raise Interrupted("interrupted; partial files were kept so the next run resumes")
             try:
                 digests, resumed = self._attempt()
+            except OSError as exc:
+                raise self._write_failed(exc) from None
             except _Again:
                 continue
             except _Restart:
@@ -365,8 +387,46 @@ class _Job:
                     self.reporter.note(self.label, "resumed download failed its check; downloading from scratch")
                     continue
                 raise problem
-            self._commit()
+            try:
+                self._commit()
+            except OSError as exc:
+                raise self._write_failed(exc) from None
             return digests
+
+    def _write_failed(self, exc: OSError) -> DownloadError:
+        """A local write failed (disk full, read-only, permissions): say what and what to do.
+
+        The partial and its sidecar are kept on purpose, so that once there is
+        room the next run resumes instead of starting again.
+        """
+        try:
+            kept = self.partial.stat().st_size if self.sidecar_path.exists() else 0
+        except OSError:
+            kept = 0
+        where = f" The partial download ({kept} bytes) was kept at {self.partial} so the next run resumes; delete it to get the space back." if kept else ""
+        return DownloadError(
+            f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}. "
+            f"Free some space (or make the folder writable), or choose another --dest, then run the same command again; "
+            f"files already in place were not touched.{where}"
+        )
+
+    def _check_space(self, needed: int, reclaim: bool) -> None:
+        """Fail before downloading what the destination has no room for.
+
+        With `reclaim`, the old partial is about to be replaced: its space counts as free.
+        """
+        try:
+            st = os.statvfs(self.target.parent)
+            old = self.partial.stat().st_blocks * 512 if reclaim and self.partial.exists() else 0
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize + old
+        if needed > free:
+            raise DownloadError(
+                f"{self.label}: needs {needed} more bytes but {self.target.parent} has only {free} bytes free "
+                "(no space left on device). Free some space or choose another --dest, then run the same command "
+                "again; nothing was downloaded and files already in place were not touched."
+            )
 
     def _backoff(self, failures: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -385,7 +445,7 @@ class _Job:
             self.settings.sleep(min(left, 0.25))
 
     def _reset(self) -> None:
-        _discard(self.partial, self.sidecar_path)
+        _discard(self.partial, self.sidecar_path, _sidecar_tmp(self.sidecar_path))
         if self.started:
             self.reporter.start(self.label, self.size, 0)
 
@@ -404,10 +464,12 @@ class _Job:
     sync_dir = True
 
     def _commit(self) -> None:
+        _testhooks.point("download-before-rename")
         os.replace(self.partial, self.target)
+        _testhooks.point("download-after-rename")
         if self.sync_dir:
             fsync_dir(self.target.parent)
-        _discard(self.sidecar_path)
+        _discard(self.sidecar_path, _sidecar_tmp(self.sidecar_path))
 
     # -- one attempt -------------------------------------------------------
 
@@ -418,7 +480,7 @@ class _Job:
             have = self.partial.stat().st_size
         except FileNotFoundError:
             have = 0
-        if side is None or side.url != self.key or side.expect != self.expect:
+        if side is None or side.url != _url_key(self.key) or side.expect != self.expect:
             if have or side is not None:
                 _discard(self.partial, self.sidecar_path)
             return 0, None
@@ -490,6 +552,8 @@ class _Job:
                 )
             new_validator = if_range_validator(resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            if total is not None:
+                self._check_space(total - offset, reclaim=not offset)
             if probe_end is not None and total is not None and probe_end < total:
                 pieces = plan_pieces(total, self.settings.connections, first_end=probe_end)
                 _discard(self.partial)  # a fresh segmented download starts from an empty partial
@@ -553,15 +617,20 @@ class _Job:
                 self.reporter.note(self.label, f"{exc}; continuing on one connection")
                 self.segments = False
                 raise _Again() from None
+            except DownloadError as exc:
+                if str(exc).startswith(f"{self.label}:"):
+                    raise
+                # A piece gave up: say which file and URL, and that the next run resumes.
+                raise DownloadError(
+                    f"{self.label}: {exc} from {self.shown}. Run the same command again to resume; "
+                    "the pieces already received are kept."
+                ) from None
             finally:
                 flusher.close()
             os.fsync(fd)
             return digests
         except OSError as exc:
-            raise DownloadError(
-                f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}. "
-                "Free some space or choose another --dest; files already in place were not touched."
-            ) from None
+            raise self._write_failed(exc) from None
         finally:
             os.close(fd)
 
@@ -587,7 +656,7 @@ class _Job:
                     for chunk in resp.iter_content(self.settings.chunk_size):
                         if cancel.is_set():
                             raise Interrupted("interrupted; partial files were kept so the next run resumes")
-                        f.write(chunk)
+                        _write_all(f, chunk)
                         hasher.update(chunk)
                         n = len(chunk)
                         received += n
@@ -595,6 +664,13 @@ class _Job:
                         advance(self.label, n)
                         if total is not None and offset + received > total:
                             raise _Restart()
+                        if self.size is not None and offset + received > self.size:
+                            # No Content-Length (or a decoded stream): stop at the pinned size, not at a full disk.
+                            f.truncate(0)
+                            raise DownloadError(
+                                f"{self.label}: {self.shown} sent more than the {self.size} bytes the manifest "
+                                "expects; the download was discarded and the target was not touched."
+                            )
                 except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                         requests.Timeout) as exc:
                     raise _Retry(f"connection lost after {offset + received} bytes ({_reason(exc)})",
@@ -603,10 +679,7 @@ class _Job:
                     flusher.close()
                 os.fsync(f.fileno())
         except OSError as exc:
-            raise DownloadError(
-                f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}. "
-                "Free some space or choose another --dest; files already in place were not touched."
-            ) from None
+            raise self._write_failed(exc) from None
         if total is not None and offset + received < total:
             raise _Retry(f"connection closed early at {offset + received} of {total} bytes", progressed=received > 0)
 
@@ -618,10 +691,19 @@ class _Job:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 resp = self.session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
-            except requests.exceptions.InvalidURL as exc:
-                raise DownloadError(f"{self.label}: invalid URL {redact(url)}: {exc}") from None
+            except requests.exceptions.SSLError:
+                # Retrying cannot fix a certificate: say so at once.
+                raise DownloadError(
+                    f"{self.label}: the TLS certificate of {urlsplit(url).hostname} could not be verified "
+                    f"({redact(url)}). If the site uses a private CA, point REQUESTS_CA_BUNDLE at it."
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise _Retry(f"cannot reach {urlsplit(url).hostname} ({_reason(exc)})") from None
+            except (requests.RequestException, ValueError) as exc:
+                # requests' own text for these repeats the URL or a header value (a token): not shown.
+                raise DownloadError(
+                    f"{self.label}: cannot request {redact(url)} ({type(exc).__name__}); check the URL and any token."
+                ) from None
             if resp.is_redirect and "Location" in resp.headers:
                 new = urljoin(url, resp.headers["Location"])
                 resp.close()
@@ -634,8 +716,9 @@ class _Job:
                 if new_parts.scheme not in ("http", "https"):
                     raise DownloadError(f"{self.label}: refused a redirect to {redact(new)}")
                 if (old_parts.hostname, old_parts.port) != (new_parts.hostname, new_parts.port):
-                    for secret in [k for k in headers if k.lower() in ("authorization", "cookie", "proxy-authorization")]:
-                        del headers[secret]
+                    # Another origin gets no credentials: every header the caller added (a token
+                    # for one host) is dropped; only the protocol's own ones go on.
+                    headers = {k: v for k, v in headers.items() if k.lower() in _PROTOCOL_HEADERS}
                 url = new
                 continue
             return resp
@@ -656,8 +739,14 @@ class _Job:
     def _raise_for_status(self, resp: requests.Response) -> None:
         status = resp.status_code
         if is_retryable_status(status):
-            raise _Retry(f"HTTP {status} from {urlsplit(resp.url).hostname}",
-                         wait=retry_after_seconds(resp.headers.get("Retry-After")))
+            wait = retry_after_seconds(resp.headers.get("Retry-After"))
+            if wait is not None and wait > self.settings.retry_after_max:
+                raise DownloadError(
+                    f"{self.label}: {self.shown} answered HTTP {status} and asks to come back in {wait:.0f} s, "
+                    f"longer than ckptfetch waits ({self.settings.retry_after_max:.0f} s). Run the same command "
+                    "again later (or use --mirror); partial files are kept."
+                )
+            raise _Retry(f"HTTP {status} from {urlsplit(resp.url).hostname}", wait=wait)
         hint = {
             401: "the server wants credentials; check the URL or your token",
             403: "access is denied; the file may be private, gated or the link expired",
@@ -691,8 +780,22 @@ class _Job:
                     f.flush()
                     os.fsync(f.fileno())
             except OSError as exc:
-                raise DownloadError(f"{self.label}: cannot write {self.partial}: {exc.strerror or exc}") from None
+                raise self._write_failed(exc) from None
         return hasher.hexdigests()
+
+
+def _write_all(f: Any, data: bytes) -> None:
+    """Write every byte: an unbuffered write may write only part (a filling disk, a signal).
+
+    The hash follows the bytes received, so a short write left unnoticed
+    would put a file at the target that differs from what was verified.
+    """
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if not n:
+            raise OSError(28, "No space left on device")
+        view = view[n:]
 
 
 def _is_html(resp: requests.Response) -> bool:

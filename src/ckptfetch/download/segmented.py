@@ -213,7 +213,12 @@ class Segmented:
                 n = len(chunk)
                 if piece[2] + n > piece[1]:
                     raise FallBack("the server sent more than the range asked for")
-                os.pwrite(self.fd, chunk, piece[2])
+                view, at = memoryview(chunk), piece[2]
+                while view:  # pwrite may write only part; the hasher reads back what is on disk
+                    written = os.pwrite(self.fd, view, at)
+                    if not written:
+                        raise OSError(28, "No space left on device")
+                    view, at = view[written:], at + written
                 with self.lock:
                     piece[2] += n
                     self.lock.notify_all()
@@ -254,9 +259,13 @@ class Segmented:
             raise
         finally:
             with self.lock:
-                if self.error is not None or self.cancel.is_set():
+                # Leaving early (an error, a cancel, or an exception right here): stop every
+                # worker before the caller closes the file they write to.
+                if self.error is not None or self.cancel.is_set() or any(w.is_alive() for w in workers):
                     self.abort.set()
                 self.lock.notify_all()
+            for w in workers:
+                w.join()
             hasher.join()
             self._save()
         if self.cancel.is_set() and not isinstance(self.error, CkptfetchError):
@@ -270,7 +279,10 @@ class Segmented:
     def _save(self) -> None:
         with self.lock:
             snapshot = [list(p) for p in self.pieces]
-        self.hooks.save(snapshot)
+        try:
+            self.hooks.save(snapshot)
+        except OSError:
+            pass  # a full or failing disk: the last saved progress stands; a resume then fetches a bit more
 
 
 def contiguous(pieces: list[list[int]] | Any) -> int:
