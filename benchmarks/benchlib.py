@@ -241,6 +241,7 @@ class Run:
     wall: float  # seconds
     maxrss_kb: int  # peak RSS of the process and the children it waited for
     rc: int
+    cpu: float = 0.0  # user + system seconds of the process and its children
 
 
 def measure(cmd: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None,
@@ -256,15 +257,18 @@ def measure(cmd: Sequence[str], cwd: Path | None = None, env: dict[str, str] | N
     os.close(fd)
     try:
         t0 = time.perf_counter()
-        proc = subprocess.run([TIME, "-q", "-f", "%M", "-o", rss_file, *cmd], cwd=cwd, env=env, stdout=out, stderr=out)
+        proc = subprocess.run([TIME, "-q", "-f", "%M %U %S", "-o", rss_file, *cmd], cwd=cwd, env=env, stdout=out, stderr=out)
         wall = time.perf_counter() - t0
         text = Path(rss_file).read_text().split()
     finally:
         os.unlink(rss_file)
         if log:
             out.close()  # type: ignore[union-attr]
-    rss = int(text[-1]) if text and text[-1].isdigit() else 0
-    return Run(wall, rss, proc.returncode)
+    try:
+        rss, cpu = int(text[-3]), float(text[-2]) + float(text[-1])
+    except (IndexError, ValueError):
+        rss, cpu = 0, 0.0
+    return Run(wall, rss, proc.returncode, cpu)
 
 
 def median(values: Sequence[float]) -> float:

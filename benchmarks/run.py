@@ -1,6 +1,6 @@
 """ckptfetch against curl, wget, aria2c, md5sum and pooch, side by side.
 
-    python benchmarks/run.py            # full run (1 GiB files, 3 repeats; ~10 minutes)
+    python benchmarks/run.py            # full run (1 GiB files, 5 rounds, 3 when throttled; ~12 minutes)
     python benchmarks/run.py --quick    # small sizes, 1-2 repeats: checks the suite works
 
 Run it from a venv where ckptfetch is installed (`pip install -e .`). It installs
@@ -30,8 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import (  # noqa: E402
-    MiB,
     DelayProxy,
+    MiB,
     Nginx,
     Run,
     bytes_sent,
@@ -78,7 +78,7 @@ class Config:
 
 
 FULL = Config(big=1 << 30, mid=256 * MiB, small_count=300, small_size=MiB, verify_count=4, verify_size=256 * MiB,
-              repeats=3, throttled_repeats=3, startup_repeats=21, delay=0.05, quick=False)
+              repeats=5, throttled_repeats=3, startup_repeats=21, delay=0.05, quick=False)
 QUICK = Config(big=96 * MiB, mid=32 * MiB, small_count=40, small_size=MiB, verify_count=4, verify_size=24 * MiB,
                repeats=2, throttled_repeats=1, startup_repeats=7, delay=0.05, quick=True)
 
@@ -102,6 +102,7 @@ class Bench:
         self.nginx: Nginx | None = None
         self.proxy: DelayProxy | None = None
         self.cold = True
+        self.loads: list[float] = []
 
     # -- setup ----------------------------------------------------------------------
 
@@ -175,8 +176,13 @@ class Bench:
                 os.sync()
                 run = fn()
                 out[name].append(run)
-                print(f"  round {r + 1}: {name:<28} {fmt_s(run.wall):>9}  peak RSS {fmt_mb(run.maxrss_kb)}", flush=True)
+                print(f"  round {r + 1}: {name:<34} {fmt_s(run.wall):>9}  CPU {run.cpu:5.2f} s  peak RSS {fmt_mb(run.maxrss_kb)}",
+                      flush=True)
         return out
+
+    def loadavg(self) -> None:
+        """Remember the 1-minute load average: other processes on the cores skew CPU-bound ratios."""
+        self.loads.append(os.getloadavg()[0])
 
     def wanted(self, key: str) -> bool:
         return self.only is None or key in self.only
@@ -204,8 +210,10 @@ class Bench:
 
         res = self.alternate({"ckptfetch get": ck, "curl -o f && md5sum f": curl}, c.repeats)
         t_ck, t_curl = median([r.wall for r in res["ckptfetch get"]]), median([r.wall for r in res["curl -o f && md5sum f"]])
+        cpu_ck, cpu_curl = median([r.cpu for r in res["ckptfetch get"]]), median([r.cpu for r in res["curl -o f && md5sum f"]])
         ratio = t_ck / t_curl
-        self.rows.append(Row(label, fmt_s(t_ck), f"curl+md5sum {fmt_s(t_curl)}", f"{ratio:.2f}x its time",
+        self.rows.append(Row(label, f"{fmt_s(t_ck)} (CPU {cpu_ck:.2f} s)", f"curl+md5sum {fmt_s(t_curl)} (CPU {cpu_curl:.2f} s)",
+                             f"{ratio:.2f}x its time",
                              "<= 0.75x", ratio <= 0.75,
                              {"ckptfetch": [r.wall for r in res["ckptfetch get"]],
                               "curl": [r.wall for r in res["curl -o f && md5sum f"]]}))
@@ -314,8 +322,11 @@ class Bench:
         res = self.alternate({"ckptfetch verify (cold, no cache)": ck_cold, "md5sum -c (cold)": md5_cold}, c.repeats)
         t_ck = median([r.wall for r in res["ckptfetch verify (cold, no cache)"]])
         t_md5 = median([r.wall for r in res["md5sum -c (cold)"]])
+        cpu_ck = median([r.cpu for r in res["ckptfetch verify (cold, no cache)"]])
+        cpu_md5 = median([r.cpu for r in res["md5sum -c (cold)"]])
         state_word = "cold" if self.cold else "warm (page cache could not be dropped)"
-        self.rows.append(Row(f"{label}, {state_word}", fmt_s(t_ck), f"md5sum -c {fmt_s(t_md5)}", f"{t_ck / t_md5:.2f}x its time",
+        self.rows.append(Row(f"{label}, {state_word}", f"{fmt_s(t_ck)} (CPU {cpu_ck:.2f} s)",
+                             f"md5sum -c {fmt_s(t_md5)} (CPU {cpu_md5:.2f} s)", f"{t_ck / t_md5:.2f}x its time",
                              "<= 0.6x", t_ck / t_md5 <= 0.6))
 
         # Again, nothing changed: ckptfetch has its cache; md5sum gets a warm page cache (its best case).
@@ -323,7 +334,7 @@ class Bench:
         self.run(["md5sum", "-c", "--quiet", str(sums)], cwd=dest)
         res = self.alternate({"ckptfetch verify (again)": lambda: self.run([self.ckptfetch, "verify", str(dest)]),
                               "md5sum -c (warm)": lambda: self.run(["md5sum", "-c", "--quiet", str(sums)], cwd=dest)},
-                             max(5, c.repeats))
+                             max(11, c.repeats))
         t_ck2 = median([r.wall for r in res["ckptfetch verify (again)"]])
         t_md52 = median([r.wall for r in res["md5sum -c (warm)"]])
         self.rows.append(Row(f"{label} again, nothing changed", fmt_s(t_ck2), f"md5sum -c (warm) {fmt_s(t_md52)}",
@@ -341,14 +352,18 @@ class Bench:
             url = self.url(self.nginx.plain, name)
             man = write_manifest(WORK / "manifests" / f"bench-rss-{name[:3]}.yaml", {name: (url, self.md5[name])})
             self.warm(self.data / name)
-            res = self.alternate({
-                f"ckptfetch get {size // MiB} MiB": lambda man=man: self.run(self.get(man, self.fresh("rss-ck"))),
-                f"pooch.retrieve {size // MiB} MiB": lambda url=url, name=name: self.run(
-                    [sys.executable, "-c", pooch_code, url, self.md5[name], name, str(self.fresh("rss-pooch"))]),
-            }, 2 if not c.quick else 1)
-            ck, po = res[f"ckptfetch get {size // MiB} MiB"], res[f"pooch.retrieve {size // MiB} MiB"]
-            out[name] = {"ck": max(r.maxrss_kb for r in ck), "pooch": max(r.maxrss_kb for r in po),
-                         "size": size, "t_ck": median([r.wall for r in ck]), "t_pooch": median([r.wall for r in po])}
+
+            def ck(man: Path = man) -> Run:
+                return self.run(self.get(man, self.fresh("rss-ck")))
+
+            def pooch(url: str = url, name: str = name) -> Run:
+                return self.run([sys.executable, "-c", pooch_code, url, self.md5[name], name, str(self.fresh("rss-pooch"))])
+
+            res = self.alternate({f"ckptfetch get {size // MiB} MiB": ck, f"pooch.retrieve {size // MiB} MiB": pooch},
+                                 2 if not c.quick else 1)
+            rc, rp = res[f"ckptfetch get {size // MiB} MiB"], res[f"pooch.retrieve {size // MiB} MiB"]
+            out[name] = {"ck": max(r.maxrss_kb for r in rc), "pooch": max(r.maxrss_kb for r in rp),
+                         "size": size, "t_ck": median([r.wall for r in rc]), "t_pooch": median([r.wall for r in rp])}
             shutil.rmtree(self.runs / "rss-ck", ignore_errors=True)
             shutil.rmtree(self.runs / "rss-pooch", ignore_errors=True)
         mid, big = out["mid.bin"], out["big.bin"]
@@ -450,7 +465,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes and fewer repeats, to check the suite works")
     ap.add_argument("--only", action="append", choices=WORKLOADS, help="run only this workload (repeatable)")
-    ap.add_argument("--repeats", type=int, help="rounds per workload (default 3, quick 2)")
+    ap.add_argument("--repeats", type=int, help="rounds per workload (default 5, 3 for the throttled one; quick 2)")
     ap.add_argument("--json", type=Path, help="also write the rows and raw figures to this file")
     args = ap.parse_args()
     cfg = QUICK if args.quick else FULL
@@ -467,14 +482,20 @@ def main() -> None:
         bench.setup()
         for key in WORKLOADS:
             if bench.wanted(key):
+                bench.loadavg()
                 getattr(bench, f"w_{key}")()
+                bench.loadavg()
+                print(f"  (1-minute load average now {bench.loads[-1]:.1f} on {os.cpu_count()} cores)", flush=True)
     finally:
         bench.stop()
     note = (f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores (nproc {_nproc()}), {platform.platform()}, "
             f"python {platform.python_version()}, mode {'quick' if cfg.quick else 'full'}, "
-            f"page cache {'dropped for cold verify' if bench.cold else 'NOT dropped (warm for both)'}")
+            f"page cache {'dropped for cold verify' if bench.cold else 'NOT dropped (warm for both)'}, "
+            f"1-minute load average between workloads {min(bench.loads, default=0):.1f}-{max(bench.loads, default=0):.1f}")
     print("\n" + note + "\n")
     print(bench.table())
+    if cfg.quick:
+        print("\n(quick mode: the sizes are too small for the targets, which are for the full run)")
     missed = [r.workload for r in bench.rows if r.met is False]
     print("\nall targets met" if not missed else "\ntargets missed: " + "; ".join(missed))
     if args.json:
