@@ -168,9 +168,18 @@ class Bench:
                 while f.read(16 * MiB):
                     pass
 
-    def alternate(self, contenders: dict[str, Callable[[], Run]], repeats: int) -> dict[str, list[Run]]:
-        """Run each contender once per round, A B A B ..., syncing before each run."""
+    def alternate(self, contenders: dict[str, Callable[[], Run]], repeats: int, warmup: bool = False) -> dict[str, list[Run]]:
+        """Run each contender once per round, A B A B ..., syncing before each run.
+
+        With `warmup`, one untimed round first: the first GiB written after other work
+        makes the kernel reclaim page cache, which would land on whichever tool runs first.
+        """
         out: dict[str, list[Run]] = {k: [] for k in contenders}
+        if warmup:
+            for name, fn in contenders.items():
+                os.sync()
+                run = fn()
+                print(f"  warm-up: {name:<35} {fmt_s(run.wall):>9}  (not counted)", flush=True)
         for r in range(repeats):
             for name, fn in contenders.items():
                 os.sync()
@@ -208,7 +217,7 @@ class Bench:
             d = self.fresh("plain-curl")
             return self.run(["sh", "-c", f"curl -sS -o big.bin {url} && md5sum -c --quiet {sums}"], cwd=d)
 
-        res = self.alternate({"ckptfetch get": ck, "curl -o f && md5sum f": curl}, c.repeats)
+        res = self.alternate({"ckptfetch get": ck, "curl -o f && md5sum f": curl}, c.repeats, warmup=True)
         t_ck, t_curl = median([r.wall for r in res["ckptfetch get"]]), median([r.wall for r in res["curl -o f && md5sum f"]])
         cpu_ck, cpu_curl = median([r.cpu for r in res["ckptfetch get"]]), median([r.cpu for r in res["curl -o f && md5sum f"]])
         ratio = t_ck / t_curl
