@@ -600,7 +600,7 @@ def fetch(
     *,
     variants: Sequence[str] = (),
     only: Sequence[str] = (),
-    jobs: int = 4,
+    jobs: int = 16,  # per-request latency, not bandwidth, bounds many small files; a pool this size hides it
     connections: int | None = None,
     force: bool = False,
     mirrors: Sequence[Mirror] | None = None,

@@ -234,7 +234,8 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
 @click.option("--variant", "variants", multiple=True, metavar="V", help="Only the files of variant V (repeatable).")
 @click.option("--only", multiple=True, metavar="GLOB", help="Only target paths matching GLOB (repeatable).")
 @click.option("--dest", type=click.Path(file_okay=False), help="Destination folder [default: the manifest's root].")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Files fetched at once.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=16, show_default=True,
+              help="Files fetched at once (many small files gain most from many parallel requests).")
 @click.option("--connections", type=click.IntRange(1, 32), default=None,
               help="Connections per large file when the server takes byte ranges [default: 8; CKPTFETCH_CONNECTIONS].")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")

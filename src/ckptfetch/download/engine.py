@@ -11,10 +11,12 @@ is fsynced and renamed atomically.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -97,11 +99,36 @@ def partial_paths(target: Path) -> tuple[Path, Path]:
     return target.with_name(target.name + PARTIAL_SUFFIX), target.with_name(target.name + SIDECAR_SUFFIX)
 
 
+@functools.lru_cache(maxsize=1)
+def _writeback_starter() -> Callable[[int], object]:
+    """How the flusher asks the kernel to write a file's dirty pages back.
+
+    On Linux, sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) starts writeback
+    of the whole file and returns without waiting for the disk or committing
+    the journal. An fdatasync every 64 MiB does both each time: on a 2-core VM
+    it cost ~0.5 s of CPU per GiB and stalled the writers. Durability still
+    comes from the one fsync before the rename; this is only a head start.
+    Elsewhere (or if the call is missing) fdatasync is the fallback.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            return lambda fd: fn(fd, 0, 0, 2)  # 2 = SYNC_FILE_RANGE_WRITE; errors show at the final fsync
+        except (OSError, AttributeError):
+            pass
+    return os.fdatasync
+
+
 class _Flusher:
-    """Writes dirty pages back while the download runs, so the final fsync is short."""
+    """Starts writing dirty pages back while the download runs, so the final fsync is short."""
 
     def __init__(self, fd: int, every: int = 64 << 20) -> None:
         self._fd = fd
+        self._start_writeback = _writeback_starter()
         self._every = every
         self._pending = 0
         self._wake = threading.Event()
@@ -116,7 +143,7 @@ class _Flusher:
             if self._stop:
                 return
             try:
-                os.fdatasync(self._fd)
+                self._start_writeback(self._fd)
             except OSError:
                 return  # the final fsync reports real errors
 

@@ -30,6 +30,9 @@ MIN_PIECE = 8 << 20
 MAX_PIECE = 64 << 20
 HASH_CHUNK = 4 << 20
 SAVE_EVERY = 0.1  # seconds between sidecar saves: what a kill -9 can cost at most
+START_CONNECTIONS = 2  # connections a segmented download starts with
+RAMP_STEP = 2  # connections added per SAVE_EVERY tick while the download is slow
+RAMP_BELOW = 400 << 20  # bytes/s; above it one md5 core, not the network, is the limit
 
 
 def piece_size(total: int, connections: int) -> int:
@@ -237,18 +240,34 @@ class Segmented:
         n_workers = min(self.connections, max(1, sum(1 for p in self.pieces if p[2] < p[1])))
         hasher = threading.Thread(target=self._hash_loop, name="hash-prefix", daemon=True)
         hasher.start()
-        workers = [threading.Thread(target=self._worker, args=(first if k == 0 else None, k > 0), name=f"piece-{k}",
-                                    daemon=True)
-                   for k in range(n_workers)]
-        for w in workers:
-            w.start()
-        last_save = time.monotonic()
+        workers: list[threading.Thread] = []
+
+        def add_workers(n: int) -> None:
+            for _ in range(min(n, n_workers - len(workers))):
+                k = len(workers)
+                w = threading.Thread(target=self._worker, args=(first if k == 0 else None, k > 0), name=f"piece-{k}",
+                                     daemon=True)
+                workers.append(w)
+                w.start()
+
+        # Start with a few connections and add more only while the download is slower than
+        # RAMP_BELOW: past that, hashing (one core) is the bottleneck and more connections only
+        # cost CPU. A per-connection limit (20 MB/s) gets all of them within a few ticks.
+        add_workers(START_CONNECTIONS)
+        last_save = last_tick = time.monotonic()
+        last_done = self._done()
         try:
             while alive := [w for w in workers if w.is_alive()]:
                 alive[0].join(SAVE_EVERY)
                 if self.cancel.is_set():
                     self.abort.set()
-                if time.monotonic() - last_save > SAVE_EVERY:
+                now = time.monotonic()
+                if len(workers) < n_workers and now - last_tick >= SAVE_EVERY:
+                    done = self._done()
+                    if (done - last_done) / (now - last_tick) < RAMP_BELOW and not self.abort.is_set():
+                        add_workers(RAMP_STEP)
+                    last_tick, last_done = now, done
+                if now - last_save > SAVE_EVERY:
                     self._save()
                     last_save = time.monotonic()
         except KeyboardInterrupt:
@@ -275,6 +294,11 @@ class Segmented:
         if self.prefix() != self.total or self.hashed != self.total:
             raise DownloadError("segmented download ended incomplete")
         return self.hasher.hexdigests()
+
+    def _done(self) -> int:
+        """Bytes written so far across all pieces."""
+        with self.lock:
+            return sum(p[2] - p[0] for p in self.pieces)
 
     def _save(self) -> None:
         with self.lock:
