@@ -226,6 +226,14 @@ def test_gated_repo_without_token_says_what_to_do(hub: FakeHub, tmp_path: Path) 
     assert hub.cdn.requests == []
 
 
+def test_hub_errors_name_the_target_path_the_user_asked_for(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add_repo("org/gated", {"weights.bin": GATED}, gated=True)
+    m = manifest(tmp_path, "files:\n  ckpt/gated-weights.bin:\n    url: hf://org/gated/weights.bin\n", name="named")
+    r = run_cli("get", str(m), "--dest", str(tmp_path / "models"), env=env_for(hub, tmp_path))
+    assert r.returncode == 1
+    assert "error: ckpt/gated-weights.bin: repo org/gated is gated" in r.stderr, r.stderr
+
+
 def test_gated_repo_with_wrong_token(hub: FakeHub, tmp_path: Path) -> None:
     m = gated_setup(hub, tmp_path)
     r = run_cli("get", str(m), "--dest", str(tmp_path / "models"), env=env_for(hub, tmp_path, HF_TOKEN="hf_wrong_secret"))

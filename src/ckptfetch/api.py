@@ -382,7 +382,7 @@ class _Run:
         from .errors import HashMismatch
         from .sources import Context, resolve
 
-        ctx = Context(self.session, self.settings)
+        ctx = Context(self.session, self.settings, label)
         errors: list[DownloadError] = []
         for url in candidates(urls, self.mirrors):
             try:

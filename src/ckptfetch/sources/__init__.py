@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class Context:
-    """What a resolver may use: the run's pooled session and engine settings."""
+    """What a resolver may use: the run's pooled session and engine settings, and the file's name for messages."""
 
     session: requests.Session
     settings: Settings
+    label: str | None = None  # the target path, so a source's errors name the file the user asked for
 
 
 @dataclass

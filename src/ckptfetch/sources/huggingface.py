@@ -307,7 +307,7 @@ class HubSource:
         f = parse(url)
         if f is None or not f.path or f.path.endswith("/"):
             raise DownloadError(f"{redact(url)} does not name a file of a Hugging Face repo (hf://ORG/REPO[@REV]/PATH)")
-        what = f"{f.repo_id}/{f.path}"
+        what = ctx.label or f"{f.repo_id}/{f.path}"
         auth = _auth(f)
         resp = _request(ctx, "HEAD", f.resolve_url(), auth, what, f)
         with resp:
