@@ -291,3 +291,13 @@ def test_manual_url_must_be_a_web_page(tmp_path: Path) -> None:
     m = manifest(tmp_path, {"hand.pt": {"manual": "By hand.", "url": "hf://org/repo/x.pt"}})
     r = run_cli("show", str(m))
     assert r.returncode == 2 and "page to visit" in r.stderr
+
+
+def test_debug_is_accepted_after_the_subcommand_too(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ckptfetch: 1\nname: bad\nfiles:\n  a.bin:\n    url: https://example.org/a\n    md6: x\n")
+    for args in (["--debug", "get", str(bad)], ["get", str(bad), "--debug"]):
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "did you mean `md5`" in r.stderr and "No such option" not in r.stderr
+        assert "Traceback" in r.stderr  # --debug shows where a manifest error was raised

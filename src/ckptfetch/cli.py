@@ -380,7 +380,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except ValueError:  # not the main thread
         pass
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args or os.environ.get("CKPTFETCH_DEBUG") == "1"
+    # `--debug` is a group option, but people add it at the end of a command line: accept it anywhere
+    # before a `--` (after which arguments are arguments).
+    cut = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:cut] or os.environ.get("CKPTFETCH_DEBUG") == "1"
+    if "--debug" in args[:cut]:
+        args = ["--debug", *[a for a in args[:cut] if a != "--debug"], *args[cut:]]
     as_json = "--json" in args
     try:
         cli.main(args=args, prog_name="ckptfetch", standalone_mode=False)
