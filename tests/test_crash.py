@@ -97,6 +97,17 @@ def check_invariants(tmp_path: Path, dest: Path, expected: dict[str, bytes], bef
     assert not outside, f"written outside the destination: {outside}"
 
 
+def resume_and_check(server: TestServer, m: Path, dest: Path, expected: dict[str, bytes]) -> dict[str, int | None]:
+    """Run `get` again after a kill: it must succeed, ask only for missing bytes and finish byte-identical."""
+    kept = kept_bytes(dest)
+    since = len(server.requests)
+    r = run_cli("get", str(m), "--dest", str(dest), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    check_requests(server, since, kept)
+    check_finished(dest, expected)
+    return kept
+
+
 def check_finished(dest: Path, expected: dict[str, bytes]) -> None:
     for rel, data in expected.items():
         assert (dest / rel).read_bytes() == data, rel
@@ -139,12 +150,7 @@ def test_sigkill_at_random_times_then_resume(server: TestServer, tmp_path: Path)
             check_requests(server, since, kept)
             check_invariants(tmp_path, dest, expected, before)
             faultstats.count("kill points (random times, SIGKILL)")
-        kept = kept_bytes(dest)
-        since = len(server.requests)
-        r = run_cli("get", str(m), "--dest", str(dest), "--no-progress")
-        assert r.returncode == 0, r.stderr
-        check_requests(server, since, kept)
-        check_finished(dest, expected)
+        resume_and_check(server, m, dest, expected)
 
 
 @pytest.mark.parametrize("point", NAMED_POINTS, ids=[f"{p}-{i}" for i, p in enumerate(NAMED_POINTS)])
@@ -166,12 +172,7 @@ def test_sigkill_at_a_named_point_then_resume(point: str, server: TestServer, tm
     check_invariants(tmp_path, dest, expected, before)
     faultstats.count(f"kill points (named: {point.split('-')[0]})")
     sent = server.bytes_sent()
-    kept = kept_bytes(dest)
-    since = len(server.requests)
-    r = run_cli("get", str(m), "--dest", str(dest), "--no-progress")
-    assert r.returncode == 0, r.stderr
-    check_requests(server, since, kept)
-    check_finished(dest, expected)
+    kept = resume_and_check(server, m, dest, expected)
     if point != "download-before-rename" or kept["/pack.tgz"] is None:
         # Every point but the first is reached after the downloads it concerns completed.
         resent = server.bytes_sent() - sent
