@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from ckptfetch.state import _boot_id, _pid_namespace, _start_time
+from ckptfetch.compat import boot_id as _boot_id
+from ckptfetch.compat import pid_namespace as _pid_namespace
+from ckptfetch.compat import start_time as _start_time
 
 from . import faultstats
 from .conftest import blob, cli_env, run_cli, sha256

@@ -6,13 +6,14 @@ import os
 import sys
 from pathlib import Path
 
+from ckptfetch import compat
 from ckptfetch.download import engine
 
 
 def test_writeback_starter_is_async_on_linux_and_harmless(tmp_path: Path) -> None:
-    start = engine._writeback_starter()
+    start = compat.start_writeback
     if sys.platform.startswith("linux"):
-        assert start is not os.fdatasync
+        assert compat._sync_file_range() is not None
     p = tmp_path / "f"
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -34,7 +35,7 @@ def test_flusher_wakes_every_n_bytes_and_stops(tmp_path: Path, monkeypatch) -> N
         calls.append(fd)
         woke.set()
 
-    monkeypatch.setattr(engine, "_writeback_starter", lambda: fake)
+    monkeypatch.setattr(compat, "start_writeback", fake)
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fl = engine._Flusher(fd, every=1000)

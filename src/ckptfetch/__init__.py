@@ -6,11 +6,11 @@ use, so `ckptfetch --version` and `--help` start fast.
 
 from __future__ import annotations
 
+from ._version import __version__
+
 # Not `from typing import TYPE_CHECKING`: typing costs ~5 ms, a third of the
 # interpreter's start-up, and every `ckptfetch` command imports this package.
 TYPE_CHECKING = False
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CkptfetchError", "DownloadError", "FetchResult", "HashMismatch", "Interrupted", "Manifest", "ManifestError",

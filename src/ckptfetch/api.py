@@ -713,7 +713,7 @@ def _run_all(tasks: list[Callable[[], None]], jobs: int, cancel: threading.Event
     except KeyboardInterrupt:
         cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)
-        raise Interrupted("interrupted; partial files were kept so the next run resumes") from None
+        raise Interrupted() from None
     pool.shutdown(wait=True)
     for f in futures:
         exc = f.exception()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import CkptfetchError, ExitCode
 
 if TYPE_CHECKING:

@@ -54,7 +54,7 @@ def _fast_verify(args: list[str]) -> NoReturn | None:
 def main() -> NoReturn:
     args = sys.argv[1:]
     if args in (["--version"], ["-V"]):
-        from . import __version__
+        from ._version import __version__
 
         sys.stdout.write(f"ckptfetch, version {__version__}\n")
         sys.exit(0)

@@ -6,7 +6,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes (SPEC §3)."""
+    """Process exit codes (README "Exit codes")."""
 
     OK = 0
     FAILED = 1  # a file is missing, corrupt, or failed to download
@@ -76,6 +76,12 @@ class UnsafeArchive(CkptfetchError):
 
 
 class Interrupted(CkptfetchError):
-    """The run was cancelled (Ctrl-C or SIGTERM); partial files are kept."""
+    """The run was cancelled (Ctrl-C or SIGTERM); partial files are kept.
+
+    Raise it bare (`raise Interrupted()`): the message is the one every layer shares.
+    """
 
     exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str = "interrupted; partial files were kept so the next run resumes") -> None:
+        super().__init__(message)

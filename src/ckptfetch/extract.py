@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import _testhooks
+from . import _testhooks, compat
 from .errors import CkptfetchError, HashMismatch, Interrupted, UnsafeArchive
 from .hashing import MultiHasher, first_mismatch
 
@@ -173,7 +173,7 @@ def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.E
         with open(part, "wb") as f:
             while True:
                 if cancel.is_set():
-                    raise Interrupted("interrupted")
+                    raise Interrupted()
                 chunk = src.read(CHUNK)
                 if not chunk:
                     break
@@ -209,14 +209,7 @@ def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.E
 
 def _commit(w: Wanted) -> None:
     os.replace(_partial(w), w.target)
-    try:
-        fd = os.open(w.target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    compat.fsync_dir(w.target.parent)
 
 
 def _finish(staged: dict[str, tuple[Wanted, dict[str, str]]], results: dict[str, dict[str, str] | CkptfetchError]) -> None:
@@ -284,7 +277,7 @@ def _extract_tar(path: Path, by_name: dict[str, Wanted], label: str, cancel: thr
     with tarfile.open(path, mode="r:*") as tf:
         for info in tf:
             if cancel.is_set():
-                raise Interrupted("interrupted")
+                raise Interrupted()
             _refuse_names([info.name], label)
             if info.offset_data + info.size > budget:
                 raise _bomb(label, "the tar stream", info.offset_data + info.size, packed)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from . import compat
 from .errors import DownloadError, UsageError
 from .sources import huggingface as hf
 
@@ -169,9 +170,7 @@ def link_snapshot(dest: Path, e: FileEntry, commit: str, etag: str) -> str:
     tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         if not (link.is_symlink() and os.readlink(link) == relative):
-            try:
-                os.symlink(relative, tmp)
-            except (OSError, NotImplementedError):
+            if not compat.symlink(relative, tmp):
                 # No symlinks here: the snapshot entry holds the bytes, as huggingface_hub then does (it moves
                 # the new blob there; a later file with the same blob is fetched again).
                 os.replace(blob, tmp)

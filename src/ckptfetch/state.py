@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import CkptfetchError
+from . import compat
+from .errors import CkptfetchError, Interrupted
 
 STATE_DIR = ".ckptfetch"
 RECORD = "record.json"
@@ -54,44 +55,10 @@ LOCK_HEARTBEAT = 10.0
 LOCK_STALE = float(os.environ.get("CKPTFETCH_LOCK_STALE", "120"))
 
 
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot ('' when unknown)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[19]
-
-
-def _alive(pid: int, started: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, another user's
-    now = _start_time(pid)
-    return not (started and now and now != started)  # a reused pid is another process
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-
-
 def _owner() -> dict[str, Any]:
     # The pid namespace too: two containers may share a host name and a kernel, not their pids.
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(), "pid": os.getpid(),
-            "start": _start_time(os.getpid()), "token": uuid.uuid4().hex}
+    return {"host": socket.gethostname(), "boot": compat.boot_id(), "pidns": compat.pid_namespace(),
+            "pid": os.getpid(), "start": compat.start_time(os.getpid()), "token": uuid.uuid4().hex}
 
 
 def _stale(path: Path, me: dict[str, Any]) -> bool:
@@ -108,12 +75,19 @@ def _stale(path: Path, me: dict[str, Any]) -> bool:
     except (ValueError, KeyError, TypeError):
         # Created but not yet written, or cut short by a crash: stale once it is clearly old.
         return time.time() - st.st_mtime > 5
-    same_pids = holder.get("pidns", "") == me["pidns"]
-    if host == me["host"] and boot and boot == me["boot"] and same_pids:
-        return not _alive(pid, start)
+    heartbeat_stale = time.time() - st.st_mtime > LOCK_STALE
     if host == me["host"] and boot and me["boot"] and boot != me["boot"]:
         return True  # held before this machine rebooted
-    return time.time() - st.st_mtime > LOCK_STALE  # another host: trust its heartbeat only
+    if host == me["host"] and boot == me["boot"] and holder.get("pidns", "") == me["pidns"]:
+        alive = compat.pid_alive(pid)
+        if alive is False:
+            return True
+        now = compat.start_time(pid)
+        if alive and start and now and now != start:
+            return True  # a reused pid is another process
+        if alive and boot:
+            return False  # this boot, this pid, still running (or unknown start time): the holder lives
+    return heartbeat_stale  # another host, or a system that cannot tell: trust the heartbeat only
 
 
 def _break(path: Path) -> None:
@@ -170,8 +144,6 @@ def locked(dest: Path, key: str, cancel: threading.Event | None = None) -> Itera
                 _break(path)
                 continue
             if cancel is not None and cancel.is_set():
-                from .errors import Interrupted
-
                 raise Interrupted("interrupted while waiting for another ckptfetch process") from None
             time.sleep(wait)
             wait = min(0.25, wait * 2)

@@ -11,12 +11,10 @@ is fsynced and renamed atomically.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +27,8 @@ from urllib.request import url2pathname
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import __version__, _testhooks
+from .. import _testhooks, compat
+from .._version import __version__
 from ..errors import DownloadError, HashMismatch, Interrupted
 from ..hashing import MultiHasher, ThreadedHasher, first_mismatch
 from ..progress import NullReporter, Reporter
@@ -99,36 +98,11 @@ def partial_paths(target: Path) -> tuple[Path, Path]:
     return target.with_name(target.name + PARTIAL_SUFFIX), target.with_name(target.name + SIDECAR_SUFFIX)
 
 
-@functools.lru_cache(maxsize=1)
-def _writeback_starter() -> Callable[[int], object]:
-    """How the flusher asks the kernel to write a file's dirty pages back.
-
-    On Linux, sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) starts writeback
-    of the whole file and returns without waiting for the disk or committing
-    the journal. An fdatasync every 64 MiB does both each time: on a 2-core VM
-    it cost ~0.5 s of CPU per GiB and stalled the writers. Durability still
-    comes from the one fsync before the rename; this is only a head start.
-    Elsewhere (or if the call is missing) fdatasync is the fallback.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            fn.restype = ctypes.c_int
-            return lambda fd: fn(fd, 0, 0, 2)  # 2 = SYNC_FILE_RANGE_WRITE; errors show at the final fsync
-        except (OSError, AttributeError):
-            pass
-    return os.fdatasync
-
-
 class _Flusher:
     """Starts writing dirty pages back while the download runs, so the final fsync is short."""
 
     def __init__(self, fd: int, every: int = 64 << 20) -> None:
         self._fd = fd
-        self._start_writeback = _writeback_starter()
         self._every = every
         self._pending = 0
         self._wake = threading.Event()
@@ -143,7 +117,7 @@ class _Flusher:
             if self._stop:
                 return
             try:
-                self._start_writeback(self._fd)
+                compat.start_writeback(self._fd)
             except OSError:
                 return  # the final fsync reports real errors
 
@@ -238,18 +212,7 @@ def _url_key(url: str) -> str:
     return f"{shown}#sha256={hashlib.sha256(url.encode()).hexdigest()[:32]}"
 
 
-def fsync_dir(path: Path) -> None:
-    """Make renames in `path` durable; best effort where folders cannot be fsynced."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+fsync_dir = compat.fsync_dir
 
 
 def _discard(*paths: Path) -> None:
@@ -376,7 +339,7 @@ class _Job:
         best = 0  # most bytes ever held: progress only counts when this grows
         while True:
             if self.settings.cancel.is_set():
-                raise Interrupted("interrupted; partial files were kept so the next run resumes")
+                raise Interrupted()
             try:
                 digests, resumed = self._attempt()
             except OSError as exc:
@@ -443,11 +406,10 @@ class _Job:
         With `reclaim`, the old partial is about to be replaced: its space counts as free.
         """
         try:
-            st = os.statvfs(self.target.parent)
-            old = self.partial.stat().st_blocks * 512 if reclaim and self.partial.exists() else 0
+            old = compat.allocated_bytes(self.partial.stat()) if reclaim and self.partial.exists() else 0
+            free = compat.free_bytes(self.target.parent) + old
         except OSError:
             return
-        free = st.f_bavail * st.f_frsize + old
         if needed > free:
             raise DownloadError(
                 f"{self.label}: needs {needed} more bytes but {self.target.parent} has only {free} bytes free "
@@ -468,7 +430,7 @@ class _Job:
             if left <= 0:
                 return
             if self.settings.cancel.is_set():
-                raise Interrupted("interrupted; partial files were kept so the next run resumes")
+                raise Interrupted()
             self.settings.sleep(min(left, 0.25))
 
     def _reset(self) -> None:
@@ -600,7 +562,7 @@ class _Job:
     def _segmented(self, total: int, validator: str | None, pieces: list[list[int]],
                    first: requests.Response | None) -> dict[str, str]:
         """Run a segmented download; on FallBack continue on one connection."""
-        fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | compat.O_BINARY, 0o644)
         try:
             if os.fstat(fd).st_size != total:
                 os.ftruncate(fd, total)
@@ -682,7 +644,7 @@ class _Job:
                 try:
                     for chunk in resp.iter_content(self.settings.chunk_size):
                         if cancel.is_set():
-                            raise Interrupted("interrupted; partial files were kept so the next run resumes")
+                            raise Interrupted()
                         _write_all(f, chunk)
                         hasher.update(chunk)
                         n = len(chunk)
@@ -800,7 +762,7 @@ class _Job:
                 with open(self.partial, "wb") as f:
                     while chunk := src.read(self.settings.chunk_size):
                         if self.settings.cancel.is_set():
-                            raise Interrupted("interrupted")
+                            raise Interrupted()
                         f.write(chunk)
                         hasher.update(chunk)
                         self.reporter.advance(self.label, len(chunk))

@@ -12,7 +12,6 @@ contiguous prefix, where `If-Range` decides between resuming and restarting.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 import requests
 
+from .. import compat
 from ..errors import CkptfetchError, DownloadError, Interrupted
 from ..hashing import MultiHasher
 from .resume import parse_content_range
@@ -137,7 +137,7 @@ class Segmented:
                     return
                 limit = self.prefix()
             while self.hashed < limit:
-                n = os.preadv(self.fd, [view[: min(HASH_CHUNK, limit - self.hashed)]], self.hashed)
+                n = compat.pread_into(self.fd, view[: min(HASH_CHUNK, limit - self.hashed)], self.hashed)
                 if n <= 0:
                     self._fail(DownloadError("the partial file shrank while downloading"))
                     return
@@ -210,7 +210,7 @@ class Segmented:
         try:
             for chunk in resp.iter_content(self.chunk_size):
                 if self.cancel.is_set():
-                    raise Interrupted("interrupted; partial files were kept so the next run resumes")
+                    raise Interrupted()
                 if self.abort.is_set():
                     return
                 n = len(chunk)
@@ -218,7 +218,7 @@ class Segmented:
                     raise FallBack("the server sent more than the range asked for")
                 view, at = memoryview(chunk), piece[2]
                 while view:  # pwrite may write only part; the hasher reads back what is on disk
-                    written = os.pwrite(self.fd, view, at)
+                    written = compat.pwrite(self.fd, view, at)
                     if not written:
                         raise OSError(28, "No space left on device")
                     view, at = view[written:], at + written
@@ -288,7 +288,7 @@ class Segmented:
             hasher.join()
             self._save()
         if self.cancel.is_set() and not isinstance(self.error, CkptfetchError):
-            raise Interrupted("interrupted; partial files were kept so the next run resumes")
+            raise Interrupted()
         if self.error is not None:
             raise self.error
         if self.prefix() != self.total or self.hashed != self.total:

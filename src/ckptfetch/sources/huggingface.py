@@ -251,7 +251,7 @@ def _request(
         if s.cancel.is_set():
             from ..errors import Interrupted
 
-            raise Interrupted("interrupted; partial files were kept so the next run resumes")
+            raise Interrupted()
         wait: float | None = None
         try:
             resp = ctx.session.request(
