@@ -34,6 +34,7 @@ FAULT_KINDS = frozenset(
         "status",
         "stall",
         "ignore_range",
+        "ignore_if_range",
         "change_etag",
         "wrong_bytes",
         "html",
@@ -356,7 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, start, end = 200, 0, size - 1
         rng = self.headers.get("Range")
         use_range = res.ranges and kind != "ignore_range"
-        if rng and use_range and self._if_range_ok(etag, last_modified):
+        if rng and use_range and (kind == "ignore_if_range" or self._if_range_ok(etag, last_modified)):
             parsed = _parse_range(rng, size)
             if parsed == "unsatisfiable":
                 headers = [

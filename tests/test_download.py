@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ckptfetch import hashing
-from ckptfetch.download import Settings, download
+from ckptfetch.download import Request, Settings, download
 from ckptfetch.download.engine import partial_paths
 from ckptfetch.errors import DownloadError, HashMismatch, Interrupted
 
@@ -459,3 +459,58 @@ def test_interstitial_page_error_from_the_source_is_reported(server: TestServer,
     with pytest.raises(DownloadError, match="quota"):
         download([Request(server.url + "/quota", on_html=on_html)], tmp_path / "f.bin", settings=settings)
     assert not (tmp_path / "f.bin").exists()
+
+
+def _leave_partial(server: TestServer, settings: Settings, target: Path, path: str, cut: int) -> None:
+    """A first run that dies mid-body and keeps its partial (validator: the server's ETag now)."""
+    server.fault(path, "reset", at=cut)
+    server.fault(path, "status", status=404)  # the retry after the reset finds the file gone: the run ends
+    with pytest.raises(DownloadError):
+        download([server.url + path], target, settings=settings)
+    assert partial_paths(target)[0].stat().st_size > 0
+
+
+def test_a_source_that_knows_the_new_etag_restarts_a_partial_of_the_old_version(
+    server: TestServer, settings: Settings, tmp_path: Path
+) -> None:
+    """An unpinned file replaced upstream, on a server that ignores If-Range: never a mix of two versions."""
+    old, new = blob(8 << 20, seed=1), blob(8 << 20, seed=2)
+    server.add("/f.bin", old)
+    target = tmp_path / "f.bin"
+    _leave_partial(server, settings, target, "/f.bin", cut=7 << 20)
+    server.replace("/f.bin", new)
+    server.fault("/f.bin", "ignore_if_range")
+    server.clear_log()
+    download([Request(server.url + "/f.bin", validator=server.etag("/f.bin"))], target, settings=settings)
+    assert target.read_bytes() == new
+    assert "if-range" not in server.requests[0].headers  # the old partial was not even offered
+
+
+def test_a_resumed_range_of_another_version_restarts(server: TestServer, settings: Settings, tmp_path: Path) -> None:
+    """The source's validator went stale between its HEAD and our GET: the 206's ETag gives it away."""
+    old, new = blob(8 << 20, seed=3), blob(8 << 20, seed=4)
+    server.add("/f.bin", old)
+    target = tmp_path / "f.bin"
+    _leave_partial(server, settings, target, "/f.bin", cut=7 << 20)
+    stale = server.etag("/f.bin")
+    server.replace("/f.bin", new)
+    server.fault("/f.bin", "ignore_if_range")
+    download([Request(server.url + "/f.bin", validator=stale)], target, settings=settings)
+    assert target.read_bytes() == new
+
+
+def test_a_request_key_keeps_the_partial_when_the_url_changes(server: TestServer, settings: Settings, tmp_path: Path) -> None:
+    """Presigned URLs differ at every run; the partial is resumed under the request's stable key."""
+    data = blob(8 << 20, seed=5)
+    server.add("/f.bin?sig=1", data)
+    server.add("/f.bin?sig=2", data, etag=server.etag("/f.bin?sig=1"))
+    target = tmp_path / "f.bin"
+    server.fault("/f.bin?sig=1", "reset", at=7 << 20)
+    server.fault("/f.bin?sig=1", "status", status=403)  # the signature expired: this run ends
+    with pytest.raises(DownloadError):
+        download([Request(server.url + "/f.bin?sig=1", key="s3://bucket/f.bin")], target, settings=settings)
+    server.clear_log()
+    download([Request(server.url + "/f.bin?sig=2", key="s3://bucket/f.bin")], target, settings=settings)
+    assert target.read_bytes() == data
+    assert server.requests[0].headers["range"] != "bytes=0-"
+    assert int(server.requests[0].headers["range"].removeprefix("bytes=").split("-")[0]) > 0

@@ -232,11 +232,20 @@ class Request:
     interstitial page (a confirmation form, say): it gets the page's text and
     URL and returns the URL to fetch next, or raises `DownloadError` with a
     plain explanation (quota exceeded, no permission...).
+
+    `key` is the download's identity for resuming and for messages when the
+    URL itself changes from run to run (a presigned URL whose signature and
+    date differ each time); it defaults to `url`. `validator` is the file's
+    current ETag when the source already knows it (from a HEAD): a partial
+    saved under another validator is restarted, never resumed, even from a
+    server that ignores `If-Range`.
     """
 
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     on_html: Callable[[str, str], str] | None = None
+    key: str | None = None
+    validator: str | None = None
 
 
 Candidate = str | tuple[str, Mapping[str, str]] | Request
@@ -286,7 +295,7 @@ def download(
             elif not isinstance(candidate, Request):
                 candidate = Request(candidate[0], candidate[1])
             job = _Job(candidate.url, target, hashes, size, algos, session, settings, reporter, label,
-                       {**(headers or {}), **candidate.headers})
+                       {**(headers or {}), **candidate.headers}, key=candidate.key, validator=candidate.validator)
             job.sync_dir = sync_dir
             job.on_html = candidate.on_html
             try:
@@ -311,10 +320,12 @@ class _Job:
     def __init__(
         self, url: str, target: Path, hashes: dict[str, str], size: int | None, algos: list[str],
         session: requests.Session, settings: Settings, reporter: Reporter, label: str, headers: dict[str, str],
+        key: str | None = None, validator: str | None = None,
     ) -> None:
-        self.key = url  # what the sidecar remembers: stable even when an interstitial page sends us on
+        self.key = key or url  # what the sidecar remembers: stable even when an interstitial page sends us on
         self.url = url  # what is fetched now
-        self.shown = redact(url)
+        self.shown = redact(self.key)
+        self.known_validator = validator  # the source's word on the current version, if it has one
         self.on_html: Callable[[str, str], str] | None = None
         self.html_hops = 0
         self.target = target
@@ -469,7 +480,8 @@ class _Job:
             have = self.partial.stat().st_size
         except FileNotFoundError:
             have = 0
-        if side is None or side.url != _url_key(self.key) or side.expect != self.expect:
+        changed = bool(side and side.validator and self.known_validator and side.validator != self.known_validator)
+        if side is None or side.url != _url_key(self.key) or side.expect != self.expect or changed:
             if have or side is not None:
                 _discard(self.partial, self.sidecar_path)
             return 0, None
@@ -532,6 +544,8 @@ class _Job:
                 total = cr[2]
                 if not offset:
                     probe_end = cr[1] + 1
+                elif self.known_validator and resp.headers.get("ETag") not in (None, self.known_validator):
+                    raise _Restart()  # a server that ignored If-Range sent bytes of another version
             else:
                 offset = 0  # 200: the server ignored the range or the validator changed
             if total is not None and self.size is not None and total != self.size:
