@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,6 +62,43 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         [sys.executable, "-m", "ckptfetch", *args], cwd=cwd, env=env or cli_env(), capture_output=True,
         text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+class _Ran:
+    """What `invoke` saw: the same fields as a finished subprocess."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def invoke(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> _Ran:
+    """Run the CLI in this process (click's CliRunner), through the console script's own entry point.
+
+    For options, usage errors and messages; signals, kills and concurrency need `run_cli`'s real process.
+    """
+    import click
+    from click.testing import CliRunner
+
+    from ckptfetch import entry
+
+    @click.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+    @click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+    def whole(argv: tuple[str, ...]) -> None:
+        entry.main(list(argv))
+
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("CKPTFETCH_")}
+    overrides.update(env or cli_env())
+    old_cwd, old_term = os.getcwd(), signal.getsignal(signal.SIGTERM)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(whole, list(args), env=overrides, catch_exceptions=True)
+    finally:
+        os.chdir(old_cwd)
+        signal.signal(signal.SIGTERM, old_term)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return _Ran(result.exit_code, result.stdout, result.stderr)
 
 
 # --- the hardening suites' figures and the `slow` marker ----------------------------------

@@ -1,4 +1,4 @@
-"""Hostile archives (issue 5, item 4): each is refused with a clear message and
+"""Hostile archives (README Guarantee 7): each is refused with a clear message and
 nothing is written outside the destination.
 
 Every archive is built here from tarfile/zipfile or raw bytes, then driven

@@ -14,7 +14,7 @@ import yaml
 
 from ckptfetch.cli import cli
 
-from .conftest import REPO, blob, cli_env, md5, run_cli
+from .conftest import REPO, blob, cli_env, invoke, md5, run_cli
 from .httpserver import TestServer
 
 
@@ -41,9 +41,9 @@ def test_every_command_and_option_has_help() -> None:
 
 
 def test_list_and_show_bundled_sam_pt() -> None:
-    r = run_cli("list")
+    r = invoke("list")
     assert r.returncode == 0 and "sam-pt" in r.stdout and "25 files" in r.stdout
-    r = run_cli("show", "sam-pt")
+    r = invoke("show", "sam-pt")
     assert r.returncode == 0
     seed = REPO.parent / "shared" / "seeds" / "001_a54cfd18e2fa8c26.txt"
     text = seed.read_text() if seed.exists() else (REPO / "manifests" / "sam-pt.yaml").read_text()
@@ -51,12 +51,12 @@ def test_list_and_show_bundled_sam_pt() -> None:
 
     for digest, path in re.findall(r"^([0-9a-f]{32})  models/(\S+)$", text, re.MULTILINE):
         assert path in r.stdout and f"md5: {digest}" in r.stdout
-    doc = json.loads(run_cli("show", "sam-pt", "--json").stdout)
+    doc = json.loads(invoke("show", "sam-pt", "--json").stdout)
     assert len(doc["files"]) == 25
 
 
 def test_bundled_manifests_are_found_from_anywhere(tmp_path: Path) -> None:
-    r = run_cli("get", "sam-pt", "--minimal", "--dry-run", cwd=tmp_path)
+    r = invoke("get", "sam-pt", "--minimal", "--dry-run", cwd=tmp_path)
     assert r.returncode == 0 and "2 to fetch" in r.stdout
 
 
@@ -73,7 +73,7 @@ def test_bundled_manifests_are_found_from_anywhere(tmp_path: Path) -> None:
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], code: int, message: str) -> None:
-    r = run_cli(*args, cwd=tmp_path)
+    r = invoke(*args, cwd=tmp_path)
     assert r.returncode == code, r.stderr
     assert message in r.stderr
     assert "Traceback" not in r.stderr
@@ -82,7 +82,7 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str], code: int, message
 def test_manifest_error_names_file_and_line(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("ckptfetch: 1\nname: bad\nfiles:\n  a.bin:\n    url: https://example.org/a\n    md55: abc\n")
-    r = run_cli("get", str(p))
+    r = invoke("get", str(p))
     assert r.returncode == 2
     assert f"{p}:6:" in r.stderr and "did you mean `md5`" in r.stderr
     assert "Traceback" not in r.stderr
@@ -95,7 +95,7 @@ def test_dead_url_exits_1_with_a_clear_message(server: TestServer, tmp_path: Pat
         "good.bin": {"url": server.url + "/good.bin", "md5": md5(good)},
         "gone.bin": {"url": server.url + "/gone.bin"},
     })
-    r = run_cli("get", str(m), "--dest", str(tmp_path / "out"))
+    r = invoke("get", str(m), "--dest", str(tmp_path / "out"))
     assert r.returncode == 1
     assert "HTTP 404" in r.stderr and server.url + "/gone.bin" in r.stderr
     assert (tmp_path / "out/good.bin").read_bytes() == good
@@ -107,7 +107,7 @@ def test_hash_mismatch_exits_1_naming_digests(server: TestServer, tmp_path: Path
     data = blob(1000)
     server.add("/f.bin", data)
     m = manifest(tmp_path, {"f.bin": {"url": server.url + "/f.bin", "md5": "0" * 32}})
-    r = run_cli("get", str(m), "--dest", str(tmp_path / "out"))
+    r = invoke("get", str(m), "--dest", str(tmp_path / "out"))
     assert r.returncode == 1
     assert "0" * 32 in r.stderr and md5(data) in r.stderr and "/f.bin" in r.stderr
     assert not (tmp_path / "out/f.bin").exists()
@@ -116,12 +116,12 @@ def test_hash_mismatch_exits_1_naming_digests(server: TestServer, tmp_path: Path
 def test_manual_entry(tmp_path: Path) -> None:
     m = manifest(tmp_path, {"hand.pt": {"manual": "Download it from the project page.", "md5": md5(b"ok")}})
     dest = tmp_path / "out"
-    r = run_cli("get", str(m), "--dest", str(dest))
+    r = invoke("get", str(m), "--dest", str(dest))
     assert r.returncode == 1 and "Download it from the project page." in r.stderr
     dest.mkdir(exist_ok=True)
     (dest / "hand.pt").write_bytes(b"ok")
-    assert run_cli("get", str(m), "--dest", str(dest)).returncode == 0
-    assert run_cli("verify", str(dest)).returncode == 0
+    assert invoke("get", str(m), "--dest", str(dest)).returncode == 0
+    assert invoke("verify", str(dest)).returncode == 0
 
 
 def _settled_bytes(server: TestServer, path: str) -> int:
@@ -148,11 +148,14 @@ def test_interrupt_exits_130_and_the_next_run_resumes(server: TestServer, tmp_pa
     size = 6 << 20
     data = blob(size)
     server.add("/big.bin", data)
-    server.rate = 4 << 20
+    server.rate = 2 << 20  # 3 s for the file: a loaded machine must not finish it before the signal
     m = manifest(tmp_path, {"big.bin": {"url": server.url + "/big.bin", "md5": md5(data)}})
     dest = tmp_path / "out"
+    # A shell that started the test run in the background leaves SIGINT ignored, and a child inherits that
+    # (Python then never raises KeyboardInterrupt): give the child the default, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(dest)],
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_partial(dest)
     time.sleep(0.3)
     proc.send_signal(sig)
@@ -174,7 +177,7 @@ def test_kill_9_then_resume(server: TestServer, tmp_path: Path) -> None:
     size = 6 << 20
     data = blob(size)
     server.add("/big.bin", data)
-    server.rate = 4 << 20
+    server.rate = 2 << 20  # 3 s for the file: a loaded machine must not finish it before the signal
     m = manifest(tmp_path, {"big.bin": {"url": server.url + "/big.bin", "md5": md5(data)}})
     dest = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(dest)],
@@ -227,7 +230,7 @@ def test_mirrors_from_the_environment(server: TestServer, tmp_path: Path) -> Non
     data = blob(5000)
     server.add("/example.invalid/f.bin", data)
     m = manifest(tmp_path, {"f.bin": {"url": "https://example.invalid/f.bin", "md5": md5(data)}})
-    r = run_cli("get", str(m), "--dest", str(tmp_path / "out"), env=cli_env(CKPTFETCH_MIRRORS=f"https://={server.url}/"))
+    r = invoke("get", str(m), "--dest", str(tmp_path / "out"), env=cli_env(CKPTFETCH_MIRRORS=f"https://={server.url}/"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out/f.bin").read_bytes() == data
 
@@ -242,10 +245,10 @@ def test_verify_after_a_partly_failed_get_reports_what_is_missing(server: TestSe
         "a/by-hand.bin": {"manual": "ask the authors"},
     })
     dest = tmp_path / "out"
-    r = run_cli("get", str(m), "--dest", str(dest))
+    r = invoke("get", str(m), "--dest", str(dest))
     assert r.returncode == 1
     assert "HTTP 404" in r.stderr and "must be fetched by hand" in r.stderr
-    r = run_cli("verify", str(dest))
+    r = invoke("verify", str(dest))
     assert r.returncode == 1
     assert sorted(r.stdout.splitlines()) == ["a/by-hand.bin: MISSING", "a/gone.bin: MISSING", "a/good.bin: OK"]
     assert "3 files in" in r.stderr
@@ -258,38 +261,38 @@ def test_manual_entry_with_a_page_url(server: TestServer, tmp_path: Path) -> Non
         "auto.bin": {"url": server.add("/auto.bin", b"auto")},
     })
     dest = tmp_path / "out"
-    r = run_cli("show", str(m), "--dest", str(dest))
+    r = invoke("show", str(m), "--dest", str(dest))
     assert r.returncode == 0 and f"page: {page}" in r.stdout and f"source: manual ({page})" in r.stdout
-    shown = {f["path"]: f for f in json.loads(run_cli("show", str(m), "--json").stdout)["files"]}
+    shown = {f["path"]: f for f in json.loads(invoke("show", str(m), "--json").stdout)["files"]}
     assert shown["hand.pt"]["manual_url"] == page and shown["auto.bin"]["manual_url"] is None
 
-    r = run_cli("get", str(m), "--dest", str(dest))
+    r = invoke("get", str(m), "--dest", str(dest))
     assert r.returncode == 1
     assert "manual: hand.pt is missing and must be fetched by hand: Sign in, download unimed.pt" in r.stderr
     assert f"get it from {page}" in r.stderr and f"put it at {dest / 'hand.pt'}" in r.stderr
     assert (dest / "auto.bin").read_bytes() == b"auto"
     assert [q.path for q in server.requests] == ["/auto.bin"], "the page is shown, never fetched"
-    doc = json.loads(run_cli("get", str(m), "--dest", str(dest), "--json").stdout)
+    doc = json.loads(invoke("get", str(m), "--dest", str(dest), "--json").stdout)
     assert sorted((f["path"], f["status"], f["manual_url"]) for f in doc["files"]) == [
         ("auto.bin", "present", None), ("hand.pt", "manual", page)]
 
     (dest / "hand.pt").write_bytes(b"wrong")
-    r = run_cli("get", str(m), "--dest", str(dest))
+    r = invoke("get", str(m), "--dest", str(dest))
     assert r.returncode == 1 and "hand.pt does not match the manifest and must be fetched by hand" in r.stderr
     assert (dest / "hand.pt").read_bytes() == b"wrong", "a manual file is never replaced or removed"
-    r = run_cli("verify", str(dest), "--manifest", str(m))
+    r = invoke("verify", str(dest), "--manifest", str(m))
     assert r.returncode == 1 and "hand.pt: FAILED" in r.stdout
 
     (dest / "hand.pt").write_bytes(b"ok")
-    r = run_cli("get", str(m), "--dest", str(dest))
+    r = invoke("get", str(m), "--dest", str(dest))
     assert r.returncode == 0, r.stderr
-    r = run_cli("verify", str(dest))
+    r = invoke("verify", str(dest))
     assert r.returncode == 0 and "hand.pt: OK" in r.stdout
 
 
 def test_manual_url_must_be_a_web_page(tmp_path: Path) -> None:
     m = manifest(tmp_path, {"hand.pt": {"manual": "By hand.", "url": "hf://org/repo/x.pt"}})
-    r = run_cli("show", str(m))
+    r = invoke("show", str(m))
     assert r.returncode == 2 and "page to visit" in r.stderr
 
 
@@ -297,7 +300,7 @@ def test_debug_is_accepted_after_the_subcommand_too(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("ckptfetch: 1\nname: bad\nfiles:\n  a.bin:\n    url: https://example.org/a\n    md6: x\n")
     for args in (["--debug", "get", str(bad)], ["get", str(bad), "--debug"]):
-        r = run_cli(*args)
+        r = invoke(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert "did you mean `md5`" in r.stderr and "No such option" not in r.stderr
         assert "Traceback" in r.stderr  # --debug shows where a manifest error was raised

@@ -1,4 +1,4 @@
-"""Many processes at once (issue 5, item 3; SPEC §4.8).
+"""Many processes at once (README Guarantee 8).
 
 Ten `ckptfetch get` processes on one manifest and one DIR all exit 0 and each
 file crosses the network once (server hit and byte counters), plain, archived

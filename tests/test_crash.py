@@ -1,4 +1,4 @@
-"""Crash and resume (issue 5, item 2): SIGKILL the real CLI, then run it again.
+"""Crash and resume (README Guarantee 12): SIGKILL the real CLI, then run it again.
 
 Kill points come two ways: at random times while a throttled server feeds a
 plain file and an archive (so they land mid-download, mid-extraction or

@@ -1,4 +1,4 @@
-"""Full disks and read-only destinations (issue 5, item 7).
+"""Full disks and read-only destinations (README Guarantee 14).
 
 DIR is a real 2 MiB tmpfs (mounted here; the tests skip, saying why, where
 mounting is not allowed). A download or an extraction that runs out of space

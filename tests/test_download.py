@@ -1,4 +1,4 @@
-"""The download engine against a real local server (SPEC §4.1-4.6, 4.10).
+"""The download engine against a real local server (README Guarantees 1-6 and 10).
 
 Each test names the guarantee it protects; none mocks `requests`.
 """

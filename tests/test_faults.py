@@ -1,4 +1,4 @@
-"""Fault injection over the real engine and the real local server (issue 5, item 1).
+"""Fault injection over the real engine and the real local server (README Guarantees 1-3 and 11).
 
 Every fault kind runs across seeded random sizes, offsets and fault counts, on
 one connection and on several (segmented). Whatever happens, the outcome is

@@ -517,7 +517,8 @@ def test_lock_writes_is_stable_and_is_enforced(hub: FakeHub, folder_repo: dict[s
     body = FOLDER.replace("variants:", f"  plain.bin:\n    url: {hub.cdn.url}/plain/extra.bin\nvariants:")
     m = manifest(tmp_path, body)
     lock_file = m.with_name("hub.lock.yaml")
-    from ckptfetch.lock import load_lock, make_lock
+    from ckptfetch.lock import load_lock
+    from ckptfetch.lockmaker import make_lock
 
     res = make_lock(m, settings=fast)
     assert res.path == lock_file and res.changed
@@ -604,7 +605,8 @@ def test_hf_cache_entries_sharing_a_blob_download_it_once(hub: FakeHub, tmp_path
 
 def test_lock_the_bundled_sam_pt_through_a_mirror(tmp_path: Path) -> None:
     """Archives, md5-pinned files and huggingface.co URLs behind a plain mirror: every file pinned from its bytes."""
-    from ckptfetch.lock import load_lock, make_lock
+    from ckptfetch.lock import load_lock
+    from ckptfetch.lockmaker import make_lock
 
     from .conftest import REPO
     from .httpserver import TestServer

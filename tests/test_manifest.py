@@ -1,4 +1,4 @@
-"""Manifest parsing: the SPEC §2 format, and errors that name file, line and fix."""
+"""Manifest parsing: the README "Manifest format", and errors that name file, line and fix."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fuzzed manifests (issue 5, item 5): only ManifestError / exit 2, never a traceback.
+"""Fuzzed manifests (README Guarantee 13): only ManifestError / exit 2, never a traceback.
 
 Profiles (HYPOTHESIS_PROFILE): `ci` (default, 200 examples per test), `thorough`
 (10,000 examples: `HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_manifest_fuzz.py`)

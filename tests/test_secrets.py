@@ -1,4 +1,4 @@
-"""Secrets (issue 5, item 6; SPEC §4.10).
+"""Secrets (README Guarantee 10).
 
 Credentials (`user:pass@`, token query parameters, Authorization and other
 caller headers) never appear in stdout, stderr, `--json` or `--debug`

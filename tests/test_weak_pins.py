@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ckptfetch.api import _merge_pins
 from ckptfetch.errors import DownloadError
-from ckptfetch.hashing import first_mismatch, sha256_from_url
+from ckptfetch.hashing import sha256_from_url
 from ckptfetch.manifest import Integrity, load_manifest
+from ckptfetch.pins import first_mismatch
+from ckptfetch.sourcing import merge_pins as _merge_pins
 
 from .conftest import blob, md5, run_cli, sha256
 from .httpserver import TestServer

@@ -17,11 +17,12 @@ import click
 
 from ._version import __version__
 from .errors import CkptfetchError, ExitCode
+from .status import LAYOUTS, Layout
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .api import FetchResult, Plan
+    from .results import FetchResult, Plan
 
 
 def _consoles() -> tuple[Console, Console]:
@@ -29,17 +30,6 @@ def _consoles() -> tuple[Console, Console]:
 
     # soft_wrap: long paths and digests are never folded or cut.
     return Console(soft_wrap=True, highlight=False), Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def _human_size(n: int | None) -> str:
-    if n is None:
-        return "size unknown"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _emit_json(doc: Any) -> None:
@@ -51,16 +41,14 @@ def _emit_json(doc: Any) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="ckptfetch")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(debug: bool) -> None:
     """Fetch and verify machine-learning checkpoints from YAML manifests.
 
     \b
     ckptfetch get sam-pt --minimal     fetch a model set into ./models
     ckptfetch verify models/           check it (exit 0 only if all is well)
     """
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    # --debug is read by `main`, the error boundary, before click runs; declared here for --help.
 
 
 # --- list ---------------------------------------------------------------------------
@@ -71,7 +59,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def list_cmd(as_json: bool) -> None:
     """List the bundled and found manifests with sizes and variants."""
     from .api import relies_on_nothing
-    from .manifest import bundled_dir, iter_manifest_files, load_manifest
+    from .describe import human_size
+    from .discovery import bundled_dir, iter_manifest_files
+    from .manifest import load_manifest
 
     rows: list[dict[str, Any]] = []
     for path in iter_manifest_files():
@@ -97,7 +87,7 @@ def list_cmd(as_json: bool) -> None:
         if "error" in r:
             out.print(f"[bold]{r['name']}[/bold]  [red]invalid:[/red] {r['error']}", markup=True)
             continue
-        size = _human_size(r["size"]) if r["size"] is not None else "size not pinned"
+        size = human_size(r["size"]) if r["size"] is not None else "size not pinned"
         variants = ", ".join(r["variants"]) or "-"
         unpinned = f", {r['unpinned']} unpinned" if r["unpinned"] else ""
         out.print(f"[bold]{r['name']}[/bold]  {r['files']} files{unpinned}, {size}  variants: {variants}")
@@ -118,8 +108,9 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     from pathlib import Path
 
     from .api import check_entry, describe_pin, describe_source
-    from .manifest import resolve_manifest
+    from .discovery import resolve_manifest
     from .state import VerifiedCache
+    from .status import SHOW_STATE
     from .urls import redact
 
     m = resolve_manifest(name)
@@ -128,7 +119,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     files: list[dict[str, Any]] = []
     for e in m.files.values():
         status, detail = check_entry(root, e, cache)
-        state = {"OK": "installed", "MISSING": "missing", "FAILED": "corrupt", "FOLDER": "folder"}[status]
+        state = SHOW_STATE[status]
         files.append({
             "path": e.path, "source": describe_source(e), "kind": e.kind, "size": e.integrity.size,
             "hashes": e.integrity.hashes, "pinned": e.integrity.pinned, "pin": e.integrity.pin_level,
@@ -164,7 +155,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
             out.print(f"  manual: {f['manual']}", markup=False)
             if f["manual_url"]:
                 out.print(f"  page: {f['manual_url']}", markup=False)
-        if f["layout"] != "plain":
+        if f["layout"] != Layout.PLAIN:
             out.print(f"  layout: {f['layout']}", markup=False)
         if f["folder"]:
             out.print("  folder: every file under it, listed from the Hub when fetched"
@@ -187,12 +178,13 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
 
 def _print_plan(out: Console, p: Plan) -> None:
     from .api import relies_on_nothing
+    from .describe import human_size
 
     present = [i for i in p.items if i.action == "present"]
     fetch = p.to_fetch
     manual = [i for i in p.items if i.action == "manual"]
     size = p.bytes_to_fetch()
-    what = f"{len(fetch)} to fetch" + (f" ({_human_size(size)})" if size is not None and fetch else "")
+    what = f"{len(fetch)} to fetch" + (f" ({human_size(size)})" if size is not None and fetch else "")
     unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
     n = len(p.items)
     out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {n} file{'' if n == 1 else 's'}, {len(present)} present, {what}"
@@ -203,7 +195,7 @@ def _print_plan(out: Console, p: Plan) -> None:
             continue
         tag = {"fetch": "[cyan]fetch[/cyan]", "manual": "[yellow]manual[/yellow]", "failed": "[red]cannot list[/red]"}[i.action]
         why = f" ({i.reason})" if i.reason and i.reason not in ("missing",) and i.action != "failed" else ""
-        size_text = _human_size(i.entry.integrity.size) if i.entry.integrity.size is not None else ""
+        size_text = human_size(i.entry.integrity.size) if i.entry.integrity.size is not None else ""
         out.print(f"  {tag} {i.entry.path}{why}  {size_text}".rstrip(), highlight=False)
 
 
@@ -243,7 +235,7 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there.")
 @click.option("--force", is_flag=True, help="Fetch again even files that are present and correct.")
-@click.option("--layout", type=click.Choice(["plain", "hf-cache", "torch-hub"]), default=None,
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None,
               help="Place files as listed (plain), as huggingface_hub's cache (hf-cache) or as torch hub's "
                    "(torch-hub); overrides the manifest's default `layout:`. Without --dest, hf-cache goes to the "
                    "Hub cache (HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) and torch-hub to "
@@ -317,7 +309,7 @@ def lock(manifest: str, output: str | None, mirrors: tuple[str, ...], jobs: int,
     and hashed as they stream. Folder entries are pinned file by file. `get` and `verify`
     then enforce the lock. Locking unchanged files again changes nothing.
     """
-    from .lock import make_lock
+    from .api import make_lock
     from .urls import env_mirrors, parse_mirrors
 
     reporter = None

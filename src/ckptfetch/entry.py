@@ -51,8 +51,9 @@ def _fast_verify(args: list[str]) -> NoReturn | None:
     sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)
 
 
-def main() -> NoReturn:
-    args = sys.argv[1:]
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run `ckptfetch ARGS` (default: the process's arguments) and exit with its code."""
+    args = sys.argv[1:] if argv is None else list(argv)
     if args in (["--version"], ["-V"]):
         from ._version import __version__
 

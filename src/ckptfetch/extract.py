@@ -27,7 +27,8 @@ from typing import IO
 
 from . import _testhooks, compat
 from .errors import CkptfetchError, HashMismatch, Interrupted, UnsafeArchive
-from .hashing import MultiHasher, first_mismatch
+from .hashing import MultiHasher
+from .pins import first_mismatch
 
 CHUNK = 1 << 20
 MAX_RATIO = 200  # uncompressed / compressed beyond this (past BOMB_FLOOR bytes) is a bomb

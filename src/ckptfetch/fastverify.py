@@ -8,7 +8,8 @@ This module settles only the all-OK case: every recorded file exists, has its
 recorded size, and its device, inode, size, mtime_ns and ctime_ns equal a cache
 entry whose digests match the recorded ones. Anything else (missing, changed,
 unpinned, no cache, an odd record) returns None and the caller runs the full
-`api.verify`, which hashes and reports. The output is the same as
+`verify`, which hashes and reports. Whether cached digests match the record is
+`pins.judge`, the rule every check uses. The output is the same as
 `report.print_verify` prints for an all-OK result.
 """
 
@@ -18,6 +19,8 @@ import json
 import os
 import sqlite3
 import sys
+
+from .pins import judge, judge_size
 
 # Mirrors state.STATE_DIR / RECORD / CACHE; a test checks they agree.
 STATE_DIR = ".ckptfetch"
@@ -97,7 +100,7 @@ def all_ok_from_cache(directory: str) -> list[str] | None:
             st = os.stat(os.path.join(directory, at))
         except (OSError, ValueError):
             return None
-        if size is not None and st.st_size != size:
+        if judge_size(st.st_size, size) is not None:
             return None
         if tuple(row[:5]) != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
             return None
@@ -105,12 +108,11 @@ def all_ok_from_cache(directory: str) -> list[str] | None:
             cached = json.loads(row[5])
         except (TypeError, ValueError):
             return None
-        if not isinstance(cached, dict):
+        if not isinstance(cached, dict) or not all(isinstance(d, str) for d in [*hashes.values(), *cached.values()]):
             return None
-        for algo, digest in hashes.items():
-            # A recorded digest may be a prefix (a weak pin from a file name) when the full one was not kept.
-            if not isinstance(digest, str) or not digest or not str(cached.get(algo, "")).lower().startswith(digest.lower()):
-                return None
+        # The same rule as every other check (a recorded digest may be a weak pin's prefix).
+        if judge(hashes, cached) != (True, ""):
+            return None
     return sorted(expected)
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 ALGORITHMS: dict[str, int] = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 """Supported algorithms and the length of their hex digests."""
 
-STRENGTH = ("sha512", "sha256", "sha1", "md5")
 CHUNK = 1 << 20
 
 
@@ -58,47 +56,10 @@ def hash_file(path: str | os.PathLike[str], algorithms: Iterable[str]) -> dict[s
     return hasher.hexdigests()
 
 
-def first_mismatch(expected: Mapping[str, str], actual: Mapping[str, str]) -> tuple[str, str, str] | None:
-    """The (algo, expected, actual) of the first differing digest, strongest first.
-
-    An expected digest shorter than the algorithm's is a prefix (a weak pin
-    read from a file name) and matches every digest that starts with it.
-
-    >>> first_mismatch({"sha256": "f37072fd"}, {"sha256": "f37072fd" + "0" * 56}) is None
-    True
-    """
-    for algo in STRENGTH:
-        if algo in expected and algo in actual and not actual[algo].lower().startswith(expected[algo].lower()):
-            return algo, expected[algo], actual[algo]
-        if algo in expected and algo in actual and not expected[algo]:
-            return algo, expected[algo], actual[algo]  # an empty pin never matches
-    return None
-
-
 def is_hex_digest(algo: str, value: str) -> bool:
     """True when `value` is a full hex digest for `algo`."""
     length = ALGORITHMS.get(algo)
     return length is not None and len(value) == length and all(c in "0123456789abcdefABCDEF" for c in value)
-
-
-def strongest(hashes: Mapping[str, str]) -> tuple[str, str] | None:
-    """The strongest (algo, digest) pair in `hashes`, or None."""
-    for algo in STRENGTH:
-        if algo in hashes:
-            return algo, hashes[algo]
-    return None
-
-
-def file_digest_matches(path: Path, hashes: Mapping[str, str], size: int | None) -> bool:
-    """Whether the file at `path` has the given size and every given hash."""
-    try:
-        if size is not None and path.stat().st_size != size:
-            return False
-    except OSError:
-        return False
-    if not hashes:
-        return path.is_file()
-    return first_mismatch(hashes, hash_file(path, hashes)) is None
 
 
 class ThreadedHasher:

@@ -24,17 +24,14 @@ import os
 import posixpath
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from . import compat
 from .errors import DownloadError, UsageError
+from .manifest import FileEntry
 from .sources import huggingface as hf
+from .status import Layout
 
-if TYPE_CHECKING:
-    from .manifest import FileEntry
-
-PLAIN, HF_CACHE, TORCH_HUB = "plain", "hf-cache", "torch-hub"
 HF_OWN_TOP = (".locks", "CACHEDIR.TAG")  # what huggingface_hub itself keeps at the top of its cache
 HF_OWN_IN_REPO = ("refs", ".no_exist", "trees")  # ... and inside a repo folder, beside blobs/ and snapshots/
 
@@ -47,9 +44,9 @@ def torch_hub_dir() -> str:
 
 def default_dest(layout: str) -> Path | None:
     """Where a layout's files go when no --dest is given (None: the manifest's root)."""
-    if layout == HF_CACHE:
+    if layout == Layout.HF_CACHE:
         return Path(hf.hub_cache_dir())
-    if layout == TORCH_HUB:
+    if layout == Layout.TORCH_HUB:
         return Path(torch_hub_dir())
     return None
 
@@ -67,12 +64,12 @@ def check(entries: list[FileEntry]) -> None:
     """Refuse entries a layout cannot place, and two files landing on one path."""
     seen: dict[str, str] = {}
     for e in entries:
-        if e.layout == HF_CACHE and (e.archive or e.manual is not None or hub_file(e) is None):
+        if e.layout == Layout.HF_CACHE and (e.archive or e.manual is not None or hub_file(e) is None):
             raise UsageError(
                 f"{e.path}: the hf-cache layout only places Hugging Face files (hf:// or huggingface.co/.../resolve/ "
                 "URLs); give this file `layout: plain` or `layout: torch-hub` in the manifest"
             )
-        if e.layout == TORCH_HUB and not e.folder:
+        if e.layout == Layout.TORCH_HUB and not e.folder:
             rel = located(e, Path("."))
             if rel is not None and rel in seen and seen[rel] != e.path:
                 raise UsageError(f"{e.path} and {seen[rel]} would both land at {rel} in the torch-hub layout")
@@ -116,9 +113,9 @@ def located(e: FileEntry, dest: Path) -> str | None:
     For hf-cache it is the snapshot entry of the commit the lock pins, else the
     one `refs/<revision>` names: the file huggingface_hub would return.
     """
-    if e.layout == TORCH_HUB:
+    if e.layout == Layout.TORCH_HUB:
         return f"checkpoints/{_url_name(e)}"
-    if e.layout == HF_CACHE:
+    if e.layout == Layout.HF_CACHE:
         f = hub_file(e)
         if f is None:
             return None
@@ -205,6 +202,6 @@ def own_files(dest: Path, repo_folders: set[str]) -> set[str]:
 
 
 __all__ = [
-    "HF_CACHE", "PLAIN", "TORCH_HUB", "blob_of", "blob_target", "check", "default_dest", "hub_file",
+    "blob_of", "blob_target", "check", "default_dest", "hub_file",
     "link_snapshot", "located", "own_files", "torch_hub_dir",
 ]

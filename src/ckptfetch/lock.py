@@ -10,9 +10,9 @@
         size: 1543
         commit: 2f1e...9a                  # Hub files: the commit they were locked at
 
-`ckptfetch lock NAME` writes it: sha256 and size from the Hub's metadata when
-it declares them (LFS files), else from the bytes, streamed through the engine
-and hashed on the way. With a lock present, `get` and `verify` check its pins
+This module is the format only; `lockmaker` writes a lock (`ckptfetch lock
+NAME`): sha256 and size from the Hub's metadata when it declares them (LFS
+files), else from the bytes, streamed through the engine and hashed on the way. With a lock present, `get` and `verify` check its pins
 like the manifest's, fetch each Hub file at its locked commit, and take folder
 listings from it; a lock that contradicts the manifest is an error (run `lock`
 again). The output is deterministic: re-locking unchanged files rewrites
@@ -23,25 +23,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from .errors import DownloadError, ManifestError
-from .manifest import FileEntry, Integrity, Manifest, _hint, _Lines, _SafeLoader, path_problem
+from . import yamlsafe
+from .errors import ManifestError
+from .folders import file_entry, inside
+from .manifest import FileEntry, Integrity, Manifest, path_problem
 from .sources import huggingface as hf
-
-if TYPE_CHECKING:
-    from .progress import Reporter
-    from .urls import Mirror
+from .yamlsafe import hint, short
 
 LOCK_VERSION = 1
 TOP_KEYS = ("ckptfetch-lock", "manifest", "files")
 ENTRY_KEYS = ("sha256", "size", "commit")
+MAX_LOCK_BYTES = 64 << 20  # a lock pins every file of a folder: far more lines than a manifest
 
 
 @dataclass(frozen=True)
@@ -72,24 +70,9 @@ def find_lock(m: Manifest) -> Lock | None:
 
 
 def load_lock(path: Path) -> Lock:
-    """Parse and validate a lock file (safe loader; errors name the file and line)."""
+    """Parse and validate a lock file (the guarded safe loader; errors name the file and line)."""
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read the lock file: {exc}", where) from None
-    loader = _SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ManifestError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", where,
-                            mark.line + 1 if mark is not None else None) from None
-    finally:
-        loader.dispose()
-    lines = _Lines(node, where)
-    lines.check_duplicates()
+    data, lines = yamlsafe.load(yamlsafe.read_text(path, MAX_LOCK_BYTES, "lock"), where)
 
     def fail(message: str, *keys: str) -> ManifestError:
         return ManifestError(message, where, lines.of(*keys))
@@ -98,9 +81,9 @@ def load_lock(path: Path) -> Lock:
         raise fail("a lock file must be a mapping with `ckptfetch-lock: 1`, `manifest` and `files`")
     for k in data:
         if k not in TOP_KEYS:
-            raise fail(f"unknown key `{k}` in the lock file{_hint(str(k), TOP_KEYS)}", str(k))
+            raise fail(f"unknown key `{k}` in the lock file{hint(str(k), TOP_KEYS)}", str(k))
     if data.get("ckptfetch-lock") != LOCK_VERSION:
-        raise fail(f"`ckptfetch-lock` must be {LOCK_VERSION}, got {data.get('ckptfetch-lock')!r}", "ckptfetch-lock")
+        raise fail(f"`ckptfetch-lock` must be {LOCK_VERSION}, got {short(data.get('ckptfetch-lock'))}", "ckptfetch-lock")
     name = data.get("manifest")
     if not isinstance(name, str) or not name:
         raise fail("`manifest` must name the manifest this lock belongs to", "manifest")
@@ -110,19 +93,19 @@ def load_lock(path: Path) -> Lock:
     files: dict[str, Pin] = {}
     for key, entry in raw.items():
         if not isinstance(key, str) or path_problem(key):
-            raise fail(f"target path {key!r} {path_problem(str(key)) or 'must be a string'}", "files")
+            raise fail(f"target path {short(key)} {path_problem(str(key)) or 'must be a string'}", "files")
         if not isinstance(entry, dict):
             raise fail(f"{key!r} must be a mapping with `sha256` and `size`", "files", key)
         for k in entry:
             if k not in ENTRY_KEYS:
-                raise fail(f"unknown key `{k}` for {key!r}{_hint(str(k), ENTRY_KEYS)}", "files", key, str(k))
+                raise fail(f"unknown key `{k}` for {key!r}{hint(str(k), ENTRY_KEYS)}", "files", key, str(k))
         sha, size, commit = entry.get("sha256"), entry.get("size"), entry.get("commit")
         if not isinstance(sha, str) or not hf.SHA256_RE.match(sha.lower()):
-            raise fail(f"`sha256` of {key!r} must be 64 hex digits, got {sha!r}", "files", key, "sha256")
+            raise fail(f"`sha256` of {key!r} must be 64 hex digits, got {short(sha)}", "files", key, "sha256")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise fail(f"`size` of {key!r} must be a whole number of bytes, got {size!r}", "files", key, "size")
+            raise fail(f"`size` of {key!r} must be a whole number of bytes, got {short(size)}", "files", key, "size")
         if commit is not None and (not isinstance(commit, str) or not hf.COMMIT_RE.match(commit)):
-            raise fail(f"`commit` of {key!r} must be a 40-hex-digit commit, got {commit!r}", "files", key, "commit")
+            raise fail(f"`commit` of {key!r} must be a 40-hex-digit commit, got {short(commit)}", "files", key, "commit")
         files[key] = Pin(sha.lower(), size, commit, lines.of("files", key))
     return Lock(path, name, files)
 
@@ -133,8 +116,6 @@ def apply_lock(m: Manifest, lock: Lock) -> Manifest:
     again = f"run `ckptfetch lock {m.name}` again after changing the manifest"
     if lock.manifest != m.name:
         raise ManifestError(f"this lock belongs to manifest {lock.manifest!r}, not {m.name!r}", where)
-    from .folders import file_entry, inside
-
     files: dict[str, FileEntry] = {}
     used: set[str] = set()
 
@@ -214,94 +195,4 @@ def write(path: Path, text: str) -> bool:
     return True
 
 
-@dataclass
-class LockResult:
-    path: Path
-    changed: bool
-    files: dict[str, Pin]
-    from_metadata: list[str]  # pinned from the Hub's (or the manifest's) declared sha256, no download
-    from_bytes: list[str]  # downloaded and hashed
-    skipped: list[str]  # manual files without a sha256 and size in the manifest
-
-
-def make_lock(
-    manifest: str | os.PathLike[str] | Manifest,
-    output: str | os.PathLike[str] | None = None,
-    *,
-    mirrors: Sequence[Mirror] | None = None,
-    jobs: int = 4,
-    reporter: Reporter | None = None,
-    settings: Any = None,
-) -> LockResult:
-    """Pin every file of `manifest` (folders listed file by file) and write the lock file.
-
-    A file whose sha256 and size are already known (the Hub declares them for
-    LFS files; or the manifest pins them) is not downloaded; any other is
-    fetched into a temporary folder through the engine and hashed as it streams.
-    """
-    from .api import _load, fetch
-    from .download import Settings, make_session
-    from .folders import expand, hub_lister
-    from .layout import hub_file
-    from .sources import Context, resolve
-    from .urls import candidates, env_mirrors
-
-    m = _load(manifest)
-    path = Path(output) if output is not None else lock_path(m)
-    mirrors = list(mirrors) if mirrors is not None else env_mirrors()
-    settings = settings or Settings.from_env()
-    session = make_session()
-    ctx = Context(session, settings)
-    try:
-        m = expand(m, hub_lister(ctx))
-        pins: dict[str, Pin] = {}
-        need_bytes: list[FileEntry] = []
-        from_meta: list[str] = []
-        skipped: list[str] = []
-        for key, e in m.files.items():
-            sha, size, commit = e.integrity.hashes.get("sha256"), e.integrity.size, e.commit
-            f = hub_file(e)
-            if f is not None and commit is None and hf.COMMIT_RE.match(f.revision):
-                commit = f.revision
-            first = candidates(e.urls, mirrors)[0] if e.urls else ""
-            # Ask the Hub only when it is what `get` would ask first; behind a plain mirror, hash the bytes.
-            if f is not None and hf.parse(first) and (commit is None or sha is None or size is None):
-                found = resolve(first, ctx)
-                declared = found.hashes.get("sha256")
-                if sha is not None and declared is not None and sha != declared:
-                    raise DownloadError(f"{key}: the Hub declares sha256 {declared} but the manifest pins {sha}; "
-                                        "fix the manifest or the URL")
-                sha = sha or declared
-                size = size if size is not None else found.size
-                commit = commit or found.meta.get("commit")
-            if e.manual is not None and (sha is None or size is None):
-                skipped.append(key)
-                continue
-            if sha is not None and size is not None:
-                pins[key] = Pin(sha, size, commit)
-                from_meta.append(key)
-            else:
-                need_bytes.append(dataclasses.replace(e, commit=commit))
-                pins[key] = Pin("0" * 64, 0, commit)  # keeps the manifest's order; filled in below
-    finally:
-        session.close()
-    if need_bytes:
-        with tempfile.TemporaryDirectory(prefix="ckptfetch-lock-") as tmp:
-            # A copy of the manifest placed where no lock file is, listing only the files to hash.
-            sub = dataclasses.replace(m, source=Path(tmp) / f"{m.name}.yaml",
-                                      files={e.path: dataclasses.replace(e, layout="plain") for e in need_bytes},
-                                      variants={})
-            result = fetch(sub, Path(tmp) / "files", mirrors=mirrors,
-                           jobs=jobs, reporter=reporter, settings=settings, algorithms=("sha256",))
-            failed = [f for f in result.files if f.status != "fetched"]
-            if failed:
-                raise DownloadError(f"cannot lock {m.name}: " + " ".join(f.error or f.path for f in failed))
-            for o in result.files:
-                old = pins[o.path]
-                pins[o.path] = Pin(o.digests["sha256"], o.size or 0, old.commit or o.meta.get("commit"))
-    text = render(m.name, pins)
-    changed = write(path, text)
-    return LockResult(path, changed, pins, from_meta, [e.path for e in need_bytes], skipped)
-
-
-__all__ = ["Lock", "LockResult", "Pin", "apply_lock", "find_lock", "load_lock", "lock_path", "make_lock", "render"]
+__all__ = ["LOCK_VERSION", "Lock", "Pin", "apply_lock", "find_lock", "load_lock", "lock_path", "render", "write"]

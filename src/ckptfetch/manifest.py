@@ -1,37 +1,34 @@
-"""Manifest loading, validation and discovery (SPEC §2).
+"""The manifest format: its types, and loading and validating a manifest file (README "Manifest format").
 
-Manifests are parsed with `yaml.safe_load` only. Errors name the file and the
-line, and suggest the closest known key.
+Manifests are read by the guarded safe loader (`yamlsafe`). Errors name the
+file and the line, and suggest the closest known key. Finding a manifest by
+name is `discovery`'s job.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import re
-import reprlib
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
+from . import yamlsafe
 from .errors import ManifestError
 from .hashing import ALGORITHMS, is_hex_digest, sha256_from_url
+from .status import LAYOUTS, Layout
 from .urls import redact
+from .yamlsafe import hint, short
 
 FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ARCHIVE_FORMATS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz")
 URL_SCHEMES = ("https://", "http://", "file://", "hf://")
-LAYOUTS = ("plain", "hf-cache", "torch-hub")
-"""How files are placed under the destination: as listed, as huggingface_hub's cache, as torch hub's."""
 MAX_MANIFEST_BYTES = 16 << 20
-MAX_NODES = 100_000  # YAML nodes after alias expansion: a real manifest has a few hundred
 
 TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "layout", "variants", "archives", "files")
 FILE_KEYS = ("url", "urls", "archive", "member", "manual", "layout", "include", "size", *ALGORITHMS)
@@ -96,7 +93,7 @@ class FileEntry:
     member: str | None = None
     manual: str | None = None
     manual_url: str | None = None  # with `manual`: the page to visit (shown, never fetched)
-    layout: str = "plain"
+    layout: str = Layout.PLAIN
     folder: bool = False  # `path` ends in "/": every file under the source's folder (e.g. an hf:// tree)
     include: tuple[str, ...] = ()  # for a folder: fnmatch globs over paths inside it (empty: all)
     commit: str | None = None  # an hf:// file: fetch it at this commit (from a lock file or a folder listing)
@@ -121,7 +118,7 @@ class Manifest:
     archives: dict[str, Archive]
     variants: dict[str, tuple[str, ...]]
     root: str = "models"
-    layout: str = "plain"
+    layout: str = Layout.PLAIN
     description: str = ""
     homepage: str = ""
 
@@ -132,9 +129,10 @@ class Manifest:
             chosen: dict[str, None] = {}
             for v in variants:
                 if v not in self.variants:
-                    hint = _hint(v, self.variants)
                     known = ", ".join(self.variants) or "none"
-                    raise ManifestError(f"no variant {v!r} in manifest {self.name!r}{hint} (variants: {known})")
+                    raise ManifestError(
+                        f"no variant {v!r} in manifest {self.name!r}{hint(v, self.variants)} (variants: {known})"
+                    )
                 for pattern in self.variants[v]:
                     chosen.update(dict.fromkeys(p for p in paths if path_matches(p, pattern)))
             paths = [p for p in paths if p in chosen]
@@ -155,124 +153,21 @@ class Manifest:
 # --- parsing -------------------------------------------------------------
 
 
-# libyaml's safe loader when PyYAML was built with it: same rules, much faster.
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Lines:
-    """Line numbers of keys in a composed YAML document."""
-
-    def __init__(self, node: yaml.Node | None, source: str) -> None:
-        self.node = node
-        self.source = source
-
-    def of(self, *keys: str) -> int | None:
-        node = self.node
-        line = None
-        for key in keys:
-            if not isinstance(node, yaml.MappingNode):
-                return line
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == key:
-                    line = k.start_mark.line + 1
-                    node = v
-                    break
-            else:
-                return line
-        return line
-
-    def check_duplicates(self) -> None:
-        # Iterative, and each node once: aliases share nodes, and may even form cycles.
-        stack = [self.node] if self.node is not None else []
-        done: set[int] = set()
-        while stack:
-            node = stack.pop()
-            if id(node) in done:
-                continue
-            done.add(id(node))
-            if isinstance(node, yaml.MappingNode):
-                seen: set[str] = set()
-                for k, v in node.value:
-                    if isinstance(k, yaml.ScalarNode):
-                        if k.value in seen:
-                            raise ManifestError(f"duplicate key {_short(k.value)}", self.source, k.start_mark.line + 1)
-                        seen.add(k.value)
-                    stack.append(v)
-            elif isinstance(node, yaml.SequenceNode):
-                stack.extend(node.value)
-
-
-def _check_expansion(node: yaml.Node | None, where: str) -> None:
-    """Refuse alias bombs ("billion laughs") and recursive aliases before building any data."""
-    stack = [node] if node is not None else []
-    count = 0
-    while stack:
-        n = stack.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise ManifestError(
-                f"the YAML expands to more than {MAX_NODES} values through its aliases (`*name`), "
-                "or an alias refers to itself; a manifest is plain data, write it out", where,
-            )
-        if isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                stack.append(k)
-                stack.append(v)
-        elif isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
-
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-_REPR.maxlong = 40
-
-
 def _shown_url(text: str) -> str:
     """A URL for an error message: credentials and token parameters hidden, length bounded."""
     shown = redact(text)
     if "@" in text.split("?")[0] and "***@" not in shown:
         return "<a URL with credentials>"
-    return _short(shown)
+    return short(shown)
 
 
-def _short(value: Any) -> str:
-    """A bounded repr for messages: a 5 MB string or a deep list must not become the error."""
-    try:
-        return _REPR.repr(value)
-    except ValueError:  # an int past Python's digit limit
-        return f"<{type(value).__name__}>"
+class _Fields:
+    """Validators for single values; each failure names the file, the line and what was expected."""
 
-
-def _hint(key: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
-    return f" (did you mean `{close[0]}`?)" if close else ""
-
-
-class _Parser:
     def __init__(self, text: str, source: Path) -> None:
         self.source = source
         self.where = str(source)
-        # One parse: the node tree gives line numbers, then the same loader builds the data.
-        loader = _SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            _check_expansion(node, self.where)
-            self.data = loader.construct_document(node) if node is not None else None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ManifestError(f"not valid YAML: {problem}", self.where, line) from None
-        except RecursionError:  # the pure-Python loader on very deep nesting
-            raise ManifestError("not valid YAML: nested too deeply", self.where) from None
-        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
-            # PyYAML's safe constructors fail this way on odd values: an integer with more
-            # digits than Python converts, a `!!timestamp` on a value that is not a date.
-            raise ManifestError(f"a value cannot be read ({type(exc).__name__}: {_short(str(exc))})", self.where) from None
-        finally:
-            loader.dispose()
-        self.lines = _Lines(node, self.where)
-        self.lines.check_duplicates()
+        self.data, self.lines = yamlsafe.load(text, self.where)
 
     def fail(self, message: str, *keys: str) -> ManifestError:
         return ManifestError(message, self.where, self.lines.of(*keys))
@@ -284,13 +179,13 @@ class _Parser:
             raise self.fail(f"{what} must be a mapping, not {type(value).__name__}", *keys)
         for k in value:
             if not isinstance(k, str):
-                raise self.fail(f"{what} has a non-string key {_short(k)}", *keys)
+                raise self.fail(f"{what} has a non-string key {short(k)}", *keys)
         return value
 
     def known(self, value: dict[str, Any], allowed: Sequence[str], what: str, *keys: str) -> None:
         for k in value:
             if k not in allowed:
-                raise self.fail(f"unknown key `{k}` in {what}{_hint(k, allowed)}", *keys, k)
+                raise self.fail(f"unknown key `{k}` in {what}{hint(k, allowed)}", *keys, k)
 
     def string(self, value: Any, what: str, *keys: str) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -301,7 +196,7 @@ class _Parser:
         text = self.string(value, what, *keys)
         problem = path_problem(text)
         if problem:
-            raise self.fail(f"{what} {_short(text)} {problem}", *keys)
+            raise self.fail(f"{what} {short(text)} {problem}", *keys)
         return text
 
     def url(self, value: Any, what: str, *keys: str) -> str:
@@ -324,7 +219,7 @@ class _Parser:
             return default
         if value not in LAYOUTS:
             raise self.fail(
-                f"`layout` {value!r} is not one of {', '.join(LAYOUTS)}{_hint(str(value), LAYOUTS)}", *keys, "layout"
+                f"`layout` {value!r} is not one of {', '.join(LAYOUTS)}{hint(str(value), LAYOUTS)}", *keys, "layout"
             )
         return str(value)
 
@@ -350,12 +245,12 @@ class _Parser:
                     )
                 if not isinstance(value, str) or not is_hex_digest(algo, value.strip()):
                     raise self.fail(
-                        f"`{algo}` must be {ALGORITHMS[algo]} hex digits, got {_short(value)}", *keys, algo
+                        f"`{algo}` must be {ALGORITHMS[algo]} hex digits, got {short(value)}", *keys, algo
                     )
                 hashes[algo] = value.strip().lower()
         size = entry.get("size")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise self.fail(f"`size` must be a whole number of bytes, got {_short(size)}", *keys, "size")
+            raise self.fail(f"`size` must be a whole number of bytes, got {short(size)}", *keys, "size")
         return Integrity(hashes, size)
 
     def with_weak_pin(self, integrity: Integrity, urls: Sequence[str], *keys: str) -> Integrity:
@@ -375,31 +270,49 @@ class _Parser:
                 )
         return Integrity(integrity.hashes, integrity.size, weak=longest, weak_origin=origin)
 
+
+
+class _Parser(_Fields):
+    """A manifest file's sections, each checked and turned into the format's types."""
+
     def parse(self) -> Manifest:
         data = self.mapping(self.data, "the manifest")
         if not data:
             raise self.fail("the manifest is empty; it needs at least `ckptfetch: 1`, `name` and `files`")
         self.known(data, TOP_KEYS, "the manifest")
+        name = self.header(data)
+        root = data.get("root", "models")
+        # A relative path like every target (or "." for the current folder): a manifest must not pick
+        # /etc or ../.. as the destination.
+        root = "." if root == "." else self.rel_path(root, "`root`", "root")
+        layout = self.layout(data.get("layout"), Layout.PLAIN)
+        archives = self.archives(data)
+        files = self.files(data, archives, layout)
+        return Manifest(
+            name=name, source=self.source, files=files, archives=archives, variants=self.variants(data, files),
+            root=root, layout=layout, description=str(data.get("description", "")),
+            homepage=str(data.get("homepage", "")),
+        )
+
+    def header(self, data: dict[str, Any]) -> str:
+        """Check the format version, name and text fields; returns the name."""
         version = data.get("ckptfetch")
         if version is None:
             raise self.fail("missing `ckptfetch: 1` (the format version)")
         if version != FORMAT_VERSION:
-            raise self.fail(f"unsupported format version {_short(version)}; this ckptfetch reads version 1", "ckptfetch")
+            raise self.fail(f"unsupported format version {short(version)}; this ckptfetch reads version 1", "ckptfetch")
         name = self.string(data.get("name"), "`name`", "name")
         if not NAME_RE.match(name):
             raise self.fail(f"`name` {name!r} must match [a-z0-9][a-z0-9._-]*", "name")
         stem = manifest_stem(self.source)
         if stem != name:
             raise self.fail(f"`name` {name!r} must equal the file name's stem {stem!r}", "name")
-        root = data.get("root", "models")
-        # A relative path like every target (or "." for the current folder): a manifest must not pick
-        # /etc or ../.. as the destination.
-        root = "." if root == "." else self.rel_path(root, "`root`", "root")
-        layout = self.layout(data.get("layout"), "plain")
         for key in ("description", "homepage"):
             if key in data and not isinstance(data[key], str):
                 raise self.fail(f"`{key}` must be a string", key)
+        return name
 
+    def archives(self, data: dict[str, Any]) -> dict[str, Archive]:
         archives: dict[str, Archive] = {}
         for aname, raw in self.mapping(data.get("archives"), "`archives`", "archives").items():
             entry = self.mapping(raw, f"archive {aname!r}", "archives", aname)
@@ -407,14 +320,16 @@ class _Parser:
             fmt = entry.get("format")
             if fmt is not None and fmt not in ARCHIVE_FORMATS:
                 raise self.fail(
-                    f"archive format {_short(fmt)} is not one of {', '.join(ARCHIVE_FORMATS)}{_hint(str(fmt), ARCHIVE_FORMATS)}",
+                    f"archive format {short(fmt)} is not one of {', '.join(ARCHIVE_FORMATS)}{hint(str(fmt), ARCHIVE_FORMATS)}",
                     "archives", aname, "format",
                 )
             aurls = self.urls(entry, f"archive {aname!r}", "archives", aname)
             archives[aname] = Archive(
                 aname, aurls, self.with_weak_pin(self.integrity(entry, "archives", aname), aurls, "archives", aname), fmt,
             )
+        return archives
 
+    def files(self, data: dict[str, Any], archives: dict[str, Archive], layout: str) -> dict[str, FileEntry]:
         files: dict[str, FileEntry] = {}
         raw_files = self.mapping(data.get("files"), "`files`", "files")
         if not raw_files:
@@ -431,53 +346,58 @@ class _Parser:
                 raise self.fail(f"`include` only applies to folder entries (a key ending in `/`), not {fpath!r}", *keys, "include")
             if folder:
                 files[fpath] = self.folder(fpath, entry, file_layout, keys)
-                continue
-            sources = [k for k in ("url", "urls", "archive", "manual") if k in entry]
-            if "url" in entry and "urls" in entry:
-                sources.remove("urls")
-            if "manual" in entry and "url" in entry:
-                sources.remove("url")  # with `manual`, `url` is the page where a person gets the file
-            if len(sources) != 1:
-                found = ", ".join(f"`{s}`" for s in sources) or "none"
-                raise self.fail(
-                    f"file {fpath!r} needs exactly one source (`url`, `urls`, `archive` + `member` or `manual`); found {found}",
-                    *keys,
-                )
-            integrity = self.integrity(entry, *keys)
-            if "archive" in entry:
-                aname = self.string(entry["archive"], "`archive`", *keys, "archive")
-                if aname not in archives:
-                    raise self.fail(
-                        f"file {fpath!r} names archive {aname!r}, which `archives` does not define{_hint(aname, archives)}",
-                        *keys, "archive",
-                    )
-                if "member" not in entry:
-                    raise self.fail(f"file {fpath!r} has `archive` but no `member`", *keys)
-                member = self.rel_path(entry["member"], "member", *keys, "member")
-                if (aname, member) in members_seen:
-                    raise self.fail(
-                        f"member {member!r} of archive {aname!r} is already taken by {members_seen[aname, member]!r}",
-                        *keys, "member",
-                    )
-                members_seen[aname, member] = fpath
-                files[fpath] = FileEntry(fpath, integrity, archive=aname, member=member, layout=file_layout)
-            elif "member" in entry:
-                raise self.fail(f"file {fpath!r} has `member` but no `archive`", *keys, "member")
-            elif "manual" in entry:
-                text = self.string(entry["manual"], "`manual`", *keys, "manual")
-                page = None
-                if "url" in entry:
-                    page = self.url(entry["url"], "url", *keys, "url")
-                    if not page.startswith(("https://", "http://")):
-                        raise self.fail(f"the `url` of manual file {fpath!r} is a page to visit; it must be http(s)://",
-                                        *keys, "url")
-                files[fpath] = FileEntry(fpath, integrity, manual=text, manual_url=page, layout=file_layout)
             else:
-                furls = self.urls(entry, f"file {fpath!r}", *keys)
-                files[fpath] = FileEntry(fpath, self.with_weak_pin(integrity, furls, *keys), urls=furls,
-                                         layout=file_layout)
+                files[fpath] = self.one_file(fpath, entry, file_layout, archives, members_seen)
         _check_path_clashes(files, self)
+        return files
 
+    def one_file(self, fpath: str, entry: dict[str, Any], layout: str, archives: dict[str, Archive],
+                 members_seen: dict[tuple[str, str], str]) -> FileEntry:
+        keys = ("files", fpath)
+        sources = [k for k in ("url", "urls", "archive", "manual") if k in entry]
+        if "url" in entry and "urls" in entry:
+            sources.remove("urls")
+        if "manual" in entry and "url" in entry:
+            sources.remove("url")  # with `manual`, `url` is the page where a person gets the file
+        if len(sources) != 1:
+            found = ", ".join(f"`{s}`" for s in sources) or "none"
+            raise self.fail(
+                f"file {fpath!r} needs exactly one source (`url`, `urls`, `archive` + `member` or `manual`); found {found}",
+                *keys,
+            )
+        integrity = self.integrity(entry, *keys)
+        if "archive" in entry:
+            aname = self.string(entry["archive"], "`archive`", *keys, "archive")
+            if aname not in archives:
+                raise self.fail(
+                    f"file {fpath!r} names archive {aname!r}, which `archives` does not define{hint(aname, archives)}",
+                    *keys, "archive",
+                )
+            if "member" not in entry:
+                raise self.fail(f"file {fpath!r} has `archive` but no `member`", *keys)
+            member = self.rel_path(entry["member"], "member", *keys, "member")
+            if (aname, member) in members_seen:
+                raise self.fail(
+                    f"member {member!r} of archive {aname!r} is already taken by {members_seen[aname, member]!r}",
+                    *keys, "member",
+                )
+            members_seen[aname, member] = fpath
+            return FileEntry(fpath, integrity, archive=aname, member=member, layout=layout)
+        if "member" in entry:
+            raise self.fail(f"file {fpath!r} has `member` but no `archive`", *keys, "member")
+        if "manual" in entry:
+            text = self.string(entry["manual"], "`manual`", *keys, "manual")
+            page = None
+            if "url" in entry:
+                page = self.url(entry["url"], "url", *keys, "url")
+                if not page.startswith(("https://", "http://")):
+                    raise self.fail(f"the `url` of manual file {fpath!r} is a page to visit; it must be http(s)://",
+                                    *keys, "url")
+            return FileEntry(fpath, integrity, manual=text, manual_url=page, layout=layout)
+        furls = self.urls(entry, f"file {fpath!r}", *keys)
+        return FileEntry(fpath, self.with_weak_pin(integrity, furls, *keys), urls=furls, layout=layout)
+
+    def variants(self, data: dict[str, Any], files: dict[str, FileEntry]) -> dict[str, tuple[str, ...]]:
         variants: dict[str, tuple[str, ...]] = {}
         for vname, raw in self.mapping(data.get("variants"), "`variants`", "variants").items():
             patterns = [raw] if isinstance(raw, str) else raw
@@ -486,14 +406,9 @@ class _Parser:
             for p in patterns:
                 # A pattern inside a folder entry (`DIR/x.ckpt` for `DIR/`) is checked once the folder is listed.
                 if not any(path_matches(f, p) or (f.endswith("/") and p.startswith(f)) for f in files):
-                    raise self.fail(f"variant {vname!r}: {_short(p)} matches no file{_hint(p, files)}", "variants", vname)
+                    raise self.fail(f"variant {vname!r}: {short(p)} matches no file{hint(p, files)}", "variants", vname)
             variants[vname] = tuple(patterns)
-
-        return Manifest(
-            name=name, source=self.source, files=files, archives=archives, variants=variants, root=root, layout=layout,
-            description=str(data.get("description", "")), homepage=str(data.get("homepage", "")),
-        )
-
+        return variants
 
     def folder(self, fpath: str, entry: dict[str, Any], layout: str, keys: tuple[str, ...]) -> FileEntry:
         """A folder entry: `DIR/` -> a source URL naming a folder (`hf://ORG/REPO/DIR/`), optionally filtered."""
@@ -565,72 +480,4 @@ def manifest_stem(path: Path) -> str:
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Parse and validate the manifest file at `path`."""
     source = Path(path)
-    try:
-        if source.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"larger than {MAX_MANIFEST_BYTES >> 20} MiB; a manifest is a short YAML file", str(source))
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError("no such manifest file", str(source)) from None
-    except UnicodeDecodeError:
-        raise ManifestError("not UTF-8 text", str(source)) from None
-    except OSError as exc:
-        raise ManifestError(f"cannot read: {exc.strerror}", str(source)) from None
-    return _Parser(text, source).parse()
-
-
-# --- discovery -------------------------------------------------------------
-
-
-def bundled_dir() -> Path:
-    """The manifests shipped inside the installed package."""
-    return Path(__file__).resolve().parent / "manifests"
-
-
-def search_dirs() -> list[Path]:
-    """Where manifests are looked for, in order (SPEC §2)."""
-    dirs: list[Path] = []
-    env = os.environ.get("CKPTFETCH_MANIFESTS", "")
-    dirs.extend(Path(d) for d in env.split(os.pathsep) if d)
-    dirs.append(Path.cwd() / "manifests")
-    dirs.append(bundled_dir())
-    # Running from a source checkout without installing: the repo's manifests/.
-    repo = Path(__file__).resolve().parents[2] / "manifests"
-    if repo.is_dir() and repo not in dirs:
-        dirs.append(repo)
-    return dirs
-
-
-def iter_manifest_files() -> Iterator[Path]:
-    """Every manifest file found, first occurrence of a name wins."""
-    seen: set[str] = set()
-    for d in search_dirs():
-        if not d.is_dir():
-            continue
-        for p in sorted(d.iterdir()):
-            if p.suffix in (".yaml", ".yml") and not p.name.endswith((".lock.yaml", ".lock.yml")):
-                stem = manifest_stem(p)
-                if stem not in seen:
-                    seen.add(stem)
-                    yield p
-
-
-def find_manifest(name_or_path: str) -> Path:
-    """Resolve a manifest name or a path to a manifest file."""
-    p = Path(name_or_path)
-    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path or "/" in name_or_path:
-        if p.is_file():
-            return p
-        raise ManifestError("no such manifest file", name_or_path)
-    for found in iter_manifest_files():
-        if manifest_stem(found) == name_or_path:
-            return found
-    names = [manifest_stem(f) for f in iter_manifest_files()]
-    raise ManifestError(
-        f"no manifest named {name_or_path!r}{_hint(name_or_path, names)}; "
-        f"known: {', '.join(names) or 'none'}. Give a path to a .yaml file, or add its folder to CKPTFETCH_MANIFESTS."
-    )
-
-
-def resolve_manifest(name_or_path: str) -> Manifest:
-    """Find and load a manifest by name or path."""
-    return load_manifest(find_manifest(name_or_path))
+    return _Parser(yamlsafe.read_text(source, MAX_MANIFEST_BYTES, "manifest"), source).parse()

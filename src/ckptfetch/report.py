@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import VerifyResult
+    from .results import VerifyResult
 
 
 def emit_json(doc: Any) -> None:

@@ -30,7 +30,8 @@ from requests.adapters import HTTPAdapter
 from .. import _testhooks, compat
 from .._version import __version__
 from ..errors import DownloadError, HashMismatch, Interrupted
-from ..hashing import MultiHasher, ThreadedHasher, first_mismatch
+from ..hashing import MultiHasher, ThreadedHasher
+from ..pins import first_mismatch
 from ..progress import NullReporter, Reporter
 from ..urls import redact
 from .resume import if_range_validator, is_retryable_status, parse_content_range, retry_after_seconds

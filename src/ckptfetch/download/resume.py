@@ -56,5 +56,5 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 def is_retryable_status(status: int) -> bool:
-    """Transient HTTP statuses (SPEC §4.3): 408, 429 and 5xx."""
+    """Transient HTTP statuses (README Guarantee 3): 408, 429 and 5xx."""
     return status in RETRYABLE_STATUS or 500 <= status <= 599

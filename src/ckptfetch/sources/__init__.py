@@ -13,64 +13,23 @@ last and takes whatever no other source claimed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
 from ..errors import DownloadError
 from ..urls import redact
+from .base import Context, Resolved, Source
+from .dropbox import DropboxSource
+from .gdrive import GoogleDriveSource
+from .github import GitHubSource
+from .http import PlainSource
+from .huggingface import HubSource
 
-if TYPE_CHECKING:
-    import requests
-
-    from ..download import Request, Settings
-
-
-@dataclass
-class Context:
-    """What a resolver may use: the run's pooled session and engine settings, and the file's name for messages."""
-
-    session: requests.Session
-    settings: Settings
-    label: str | None = None  # the target path, so a source's errors name the file the user asked for
-
-
-@dataclass
-class Resolved:
-    """How to fetch one file, and what the source knows about it."""
-
-    requests: list[Request]
-    hashes: dict[str, str] = field(default_factory=dict)  # pins learned from the source, checked like the manifest's
-    size: int | None = None
-    meta: dict[str, str] = field(default_factory=dict)  # e.g. {"commit": ..., "etag": ...}
-
-
-class Source(Protocol):
-    """A resolver for one family of URLs."""
-
-    name: str
-
-    def matches(self, url: str) -> bool:
-        """Whether this source handles `url`."""
-        ...
-
-    def resolve(self, url: str, ctx: Context) -> Resolved:
-        """The requests for `url`; raises `DownloadError` with a plain message when it cannot."""
-        ...
-
-
-def _sources() -> Sequence[Source]:
-    from .dropbox import DropboxSource
-    from .gdrive import GoogleDriveSource
-    from .github import GitHubSource
-    from .http import PlainSource
-    from .huggingface import HubSource
-
-    return (HubSource(), GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
+SOURCES: Sequence[Source] = (HubSource(), GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
+"""Tried in this order; the first whose `matches` claims a URL resolves it."""
 
 
 def source_for(url: str) -> Source:
     """The first source that claims `url`."""
-    for source in _sources():
+    for source in SOURCES:
         if source.matches(url):
             return source
     raise DownloadError(f"no source knows how to fetch {redact(url)}")
@@ -81,4 +40,4 @@ def resolve(url: str, ctx: Context) -> Resolved:
     return source_for(url).resolve(url, ctx)
 
 
-__all__ = ["Context", "Resolved", "Source", "resolve", "source_for"]
+__all__ = ["SOURCES", "Context", "Resolved", "Source", "resolve", "source_for"]

@@ -11,13 +11,10 @@ follows. Other parameters, `rlkey` above all, are kept as they are.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import DownloadError
-
-if TYPE_CHECKING:
-    from . import Context, Resolved
+from .base import Context, Request, Resolved
 
 HOSTS = ("www.dropbox.com", "dropbox.com")
 SHARE_PREFIXES = ("/s/", "/sh/", "/scl/fi/", "/scl/fo/")
@@ -61,7 +58,4 @@ class DropboxSource:
         return is_share_link(url)
 
     def resolve(self, url: str, ctx: Context) -> Resolved:
-        from ..download import Request
-        from . import Resolved
-
         return Resolved([Request(download_url(url), on_html=_on_html)])

@@ -19,13 +19,10 @@ import html
 import json
 import re
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
 from ..errors import DownloadError
-
-if TYPE_CHECKING:
-    from . import Context, Resolved
+from .base import Context, Request, Resolved
 
 HOSTS = ("drive.google.com", "docs.google.com", "drive.usercontent.google.com")
 DOWNLOAD = "https://drive.google.com/uc?export=download&id={id}"
@@ -155,9 +152,6 @@ class GoogleDriveSource:
         return file_id(url) is not None
 
     def resolve(self, url: str, ctx: Context) -> Resolved:
-        from ..download import Request
-        from . import Resolved
-
         fid = file_id(url)
         assert fid is not None  # matches() said so
 

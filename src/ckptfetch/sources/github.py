@@ -14,11 +14,9 @@ raw.githubusercontent.com links are fetched as they are.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-if TYPE_CHECKING:
-    from . import Context, Resolved
+from .base import Context, Request, Resolved
 
 _BLOB = re.compile(r"^/([^/]+)/([^/]+)/blob/(.+)$")
 
@@ -45,9 +43,6 @@ class GitHubSource:
         return raw_url(url) is not None
 
     def resolve(self, url: str, ctx: Context) -> Resolved:
-        from ..download import Request
-        from . import Resolved
-
         raw = raw_url(url)
         assert raw is not None
         return Resolved([Request(raw)])

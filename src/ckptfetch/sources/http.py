@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from . import Context, Resolved
+from .base import Context, Request, Resolved
 
 
 class PlainSource:
@@ -17,7 +14,4 @@ class PlainSource:
         return url.startswith(("http://", "https://", "file://"))
 
     def resolve(self, url: str, ctx: Context) -> Resolved:
-        from ..download import Request
-        from . import Resolved
-
         return Resolved([Request(url)])

@@ -34,11 +34,10 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from ..errors import DownloadError
 from ..urls import redact
+from .base import Context, Request, Resolved
 
 if TYPE_CHECKING:
     import requests
-
-    from . import Context, Resolved
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 HUB_HOSTS = ("huggingface.co", "hf.co")
@@ -301,9 +300,6 @@ class HubSource:
         return url.startswith("hf://") or parse(url) is not None
 
     def resolve(self, url: str, ctx: Context) -> Resolved:
-        from ..download import Request
-        from . import Resolved
-
         f = parse(url)
         if f is None or not f.path or f.path.endswith("/"):
             raise DownloadError(f"{redact(url)} does not name a file of a Hugging Face repo (hf://ORG/REPO[@REV]/PATH)")

@@ -1,0 +1,51 @@
+"""The words the CLI prints about files: how each is pinned, where it comes from, sizes."""
+
+from __future__ import annotations
+
+from .manifest import FileEntry
+from .urls import redact
+
+
+def human_size(n: int | None) -> str:
+    """`n` bytes as people read them: "512 B", "92.0 MiB", "2.4 GiB".
+
+    >>> human_size(2_576_980_378)
+    '2.4 GiB'
+    """
+    if n is None:
+        return "size unknown"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def relies_on_nothing(e: FileEntry) -> bool:
+    """True when nothing checks `e`'s bytes: no hash, no weak pin, and no Hub to declare one."""
+    return (e.integrity.pin_level == "unpinned" and not e.folder
+            and not any(u.startswith("hf://") for u in e.urls))
+
+
+def describe_pin(e: FileEntry) -> str:
+    """How `e` is pinned, in words: "pinned", "weakly pinned (...)" or "unpinned (...)"."""
+    if e.integrity.hashes or e.integrity.weak:
+        return e.integrity.describe_pin()
+    if e.folder:
+        return "unpinned (a folder: each file is checked against what its source declares)"
+    if any(u.startswith("hf://") for u in e.urls):
+        return "unpinned in the manifest (the Hub's sha256 is checked for files it stores in LFS)"
+    return "unpinned (no hash in the manifest or its URL)"
+
+
+def describe_source(e: FileEntry) -> str:
+    """A one-line, secret-free description of where a file comes from."""
+    if e.archive:
+        return f"{e.archive}:{e.member}"
+    if e.manual is not None:
+        return f"manual ({redact(e.manual_url)})" if e.manual_url else "manual"
+    return redact(e.urls[0]) + (f" (+{len(e.urls) - 1} mirrors)" if len(e.urls) > 1 else "")
+
+
+__all__ = ["describe_pin", "describe_source", "human_size", "relies_on_nothing"]

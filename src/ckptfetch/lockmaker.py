@@ -1,0 +1,110 @@
+"""Writing a lock file (`ckptfetch lock NAME`): pins from declared hashes, else from the bytes, fetched by a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .concrete import load
+from .download import Settings, make_session
+from .errors import DownloadError
+from .folders import expand, hub_lister
+from .layout import hub_file
+from .lock import Pin, lock_path, render, write
+from .manifest import FileEntry, Manifest
+from .progress import Reporter
+from .run import fetch
+from .sources import Context, resolve
+from .sources import huggingface as hf
+from .status import Layout, Outcome
+from .urls import Mirror, candidates, env_mirrors
+
+
+@dataclass
+class LockResult:
+    path: Path
+    changed: bool
+    files: dict[str, Pin]
+    from_metadata: list[str]  # pinned from the Hub's (or the manifest's) declared sha256, no download
+    from_bytes: list[str]  # downloaded and hashed
+    skipped: list[str]  # manual files without a sha256 and size in the manifest
+
+
+def make_lock(
+    manifest: str | os.PathLike[str] | Manifest,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    mirrors: Sequence[Mirror] | None = None,
+    jobs: int = 4,
+    reporter: Reporter | None = None,
+    settings: Settings | None = None,
+) -> LockResult:
+    """Pin every file of `manifest` (folders listed file by file) and write the lock file.
+
+    A file whose sha256 and size are already known (the Hub declares them for
+    LFS files; or the manifest pins them) is not downloaded; any other is
+    fetched into a temporary folder through the engine and hashed as it streams.
+    """
+    m = load(manifest)
+    path = Path(output) if output is not None else lock_path(m)
+    mirrors = list(mirrors) if mirrors is not None else env_mirrors()
+    settings = settings or Settings.from_env()
+    session = make_session()
+    ctx = Context(session, settings)
+    try:
+        m = expand(m, hub_lister(ctx))
+        pins: dict[str, Pin] = {}
+        need_bytes: list[FileEntry] = []
+        from_meta: list[str] = []
+        skipped: list[str] = []
+        for key, e in m.files.items():
+            sha, size, commit = e.integrity.hashes.get("sha256"), e.integrity.size, e.commit
+            f = hub_file(e)
+            if f is not None and commit is None and hf.COMMIT_RE.match(f.revision):
+                commit = f.revision
+            first = candidates(e.urls, mirrors)[0] if e.urls else ""
+            # Ask the Hub only when it is what `get` would ask first; behind a plain mirror, hash the bytes.
+            if f is not None and hf.parse(first) and (commit is None or sha is None or size is None):
+                found = resolve(first, ctx)
+                declared = found.hashes.get("sha256")
+                if sha is not None and declared is not None and sha != declared:
+                    raise DownloadError(f"{key}: the Hub declares sha256 {declared} but the manifest pins {sha}; "
+                                        "fix the manifest or the URL")
+                sha = sha or declared
+                size = size if size is not None else found.size
+                commit = commit or found.meta.get("commit")
+            if e.manual is not None and (sha is None or size is None):
+                skipped.append(key)
+                continue
+            if sha is not None and size is not None:
+                pins[key] = Pin(sha, size, commit)
+                from_meta.append(key)
+            else:
+                need_bytes.append(dataclasses.replace(e, commit=commit))
+                pins[key] = Pin("0" * 64, 0, commit)  # keeps the manifest's order; filled in below
+    finally:
+        session.close()
+    if need_bytes:
+        with tempfile.TemporaryDirectory(prefix="ckptfetch-lock-") as tmp:
+            # A copy of the manifest placed where no lock file is, listing only the files to hash.
+            sub = dataclasses.replace(m, source=Path(tmp) / f"{m.name}.yaml",
+                                      files={e.path: dataclasses.replace(e, layout=Layout.PLAIN) for e in need_bytes},
+                                      variants={})
+            result = fetch(sub, Path(tmp) / "files", mirrors=mirrors,
+                           jobs=jobs, reporter=reporter, settings=settings, algorithms=("sha256",))
+            failed = [f for f in result.files if f.status != Outcome.FETCHED]
+            if failed:
+                raise DownloadError(f"cannot lock {m.name}: " + " ".join(f.error or f.path for f in failed))
+            for o in result.files:
+                old = pins[o.path]
+                pins[o.path] = Pin(o.digests["sha256"], o.size or 0, old.commit or o.meta.get("commit"))
+    text = render(m.name, pins)
+    changed = write(path, text)
+    return LockResult(path, changed, pins, from_meta, [e.path for e in need_bytes], skipped)
+
+
+__all__ = ["LockResult", "make_lock"]

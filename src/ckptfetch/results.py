@@ -1,0 +1,103 @@
+"""What `plan`, `fetch` and `verify` return: plain dataclasses with status words from `status`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .manifest import FileEntry, Manifest
+from .status import Action, Check, Outcome
+
+
+@dataclass
+class PlanItem:
+    """One selected file and what `get` will do with it."""
+
+    entry: FileEntry
+    action: Action
+    reason: str = ""  # why it is fetched: missing, corrupt, forced; or why it cannot be (a folder not listed)
+
+
+@dataclass
+class Plan:
+    """The selected files of a manifest (folders listed file by file) and what `get` will do with each."""
+
+    manifest: Manifest
+    dest: Path
+    variants: list[str]
+    items: list[PlanItem]
+
+    @property
+    def to_fetch(self) -> list[PlanItem]:
+        return [i for i in self.items if i.action == Action.FETCH]
+
+    def bytes_to_fetch(self) -> int | None:
+        return self.manifest.total_size(i.entry for i in self.to_fetch)
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file."""
+
+    path: str
+    status: Outcome
+    size: int | None = None
+    source: str = "url"
+    error: str | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    manual: str | None = None
+    manual_url: str | None = None  # the page to visit for a manual file
+    meta: dict[str, str] = field(default_factory=dict)  # what the source told us, e.g. a resolved commit
+    at: str | None = None  # where the file really is under dest, when the layout puts it elsewhere than `path`
+
+
+@dataclass
+class FetchResult:
+    """Every selected file's outcome; `ok` when each is present, fetched (or planned, on a dry run)."""
+
+    manifest: str
+    dest: Path
+    files: list[FileOutcome]
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status in (Outcome.PRESENT, Outcome.FETCHED, Outcome.PLANNED) for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "manifest": self.manifest, "dest": str(self.dest), "ok": self.ok, "dry_run": self.dry_run,
+            "files": [asdict(f) for f in self.files],
+        }
+
+
+@dataclass
+class VerifyItem:
+    path: str
+    status: Check
+    detail: str = ""
+
+
+@dataclass
+class VerifyResult:
+    """One line per file, like `md5sum -c`; `ok` when every file is OK."""
+
+    dest: Path
+    items: list[VerifyItem]
+
+    @property
+    def ok(self) -> bool:
+        return all(i.status == Check.OK for i in self.items)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self.items:
+            out[str(i.status)] = out.get(str(i.status), 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dest": str(self.dest), "ok": self.ok, "counts": self.counts(), "files": [asdict(i) for i in self.items]}
+
+
+__all__ = ["FetchResult", "FileOutcome", "Plan", "PlanItem", "VerifyItem", "VerifyResult"]

@@ -1,0 +1,106 @@
+"""Getting one file's bytes from the first of its sources that yields verified bytes.
+
+Each URL (mirror rewrites first) is resolved by its source only when its
+turn comes; the pins the source declares (the sha256 a hub knows) are merged
+with the manifest's before any byte moves, and the one engine downloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from .checking import needed_algorithms
+from .download import Settings, download
+from .errors import DownloadError
+from .failover import first_success
+from .hashing import hash_file
+from .manifest import Integrity
+from .pins import first_mismatch
+from .proclock import locked
+from .progress import Reporter
+from .sources import Context, resolve
+from .urls import Mirror, candidates, redact
+
+Target = Path | Callable[[dict[str, str]], Path]
+"""Where the bytes go: a path, or a function of the source's metadata (a blob named after the Hub's etag)."""
+
+
+def merge_pins(
+    integrity: Integrity, hashes: dict[str, str], size: int | None, label: str, url: str
+) -> tuple[dict[str, str], int | None]:
+    """The manifest's pins plus those a source declared; a disagreement is an error before any byte moves.
+
+    A weak pin (a sha256 prefix from the file name) gives way to a full digest the source declares, when
+    that digest starts with it.
+    """
+    merged = dict(integrity.checks)
+    for algo, digest in hashes.items():
+        digest = digest.lower()
+        pinned = merged.setdefault(algo, digest)
+        if not digest.startswith(pinned):
+            what = f"the {integrity.weak_origin} says it starts with" if pinned == integrity.weak else "the manifest pins"
+            raise DownloadError(
+                f"{label}: {redact(url)} declares {algo} {digest} but {what} {pinned}; "
+                "the upstream file changed, or the manifest is wrong. Nothing was downloaded."
+            )
+        merged[algo] = digest
+    if size is not None and integrity.size is not None and size != integrity.size:
+        raise DownloadError(
+            f"{label}: {redact(url)} declares {size} bytes but the manifest pins {integrity.size}; "
+            "the upstream file changed, or the manifest is wrong. Nothing was downloaded."
+        )
+    return merged, integrity.size if integrity.size is not None else size
+
+
+@dataclass
+class Fetcher:
+    """What every download of a run shares: the pooled session, settings, mirrors, reporter, and DIR for locks."""
+
+    dest: Path
+    mirrors: list[Mirror]
+    settings: Settings
+    session: requests.Session
+    reporter: Reporter
+    algorithms: tuple[str, ...] = ()  # digests to compute besides those the pins need
+
+    def algos(self, hashes: dict[str, str]) -> list[str]:
+        return needed_algorithms(hashes, self.algorithms)
+
+    def fetch(self, urls: Sequence[str], target: Target, integrity: Integrity, label: str,
+              *, sync_dir: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+        """Fetch `target` from the first of `urls` (mirrors first) that yields verified bytes.
+
+        A `target` that is a function of the source's metadata and already holds
+        the right bytes is not fetched again. Returns (digests, the source's metadata).
+        """
+        ctx = Context(self.session, self.settings, label)
+
+        def attempt(url: str) -> tuple[dict[str, str], dict[str, str]]:
+            found = resolve(url, ctx)
+            hashes, size = merge_pins(integrity, found.hashes, found.size, label, url)
+
+            def get(path: Path) -> dict[str, str]:
+                return download(found.requests, path, hashes=hashes, size=size, algorithms=self.algos(hashes),
+                                session=self.session, settings=self.settings, reporter=self.reporter, label=label,
+                                sync_dir=sync_dir)
+
+            if not callable(target):
+                return get(target), found.meta
+            path = target(found.meta)
+            # Several entries may share one blob (the same repo file under two keys, identical files):
+            # one download at a time per blob, and a blob already in place is not fetched again.
+            with locked(self.dest, f"blob:{path}", self.settings.cancel):
+                if path.is_file() and (size is None or path.stat().st_size == size) and hashes:
+                    have = hash_file(path, self.algos(hashes))
+                    if first_mismatch(hashes, have) is None:
+                        return have, found.meta
+                return get(path), found.meta
+
+        return first_success(candidates(urls, self.mirrors), attempt, label)
+
+
+__all__ = ["Fetcher", "Target", "merge_pins"]

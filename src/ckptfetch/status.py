@@ -1,0 +1,75 @@
+"""Every status word ckptfetch uses, one Enum per vocabulary, and the layout names.
+
+Members are strings (`Check.OK == "OK"`, `json.dumps` writes the value and
+`f"{status}"` prints it), so records, `--json` output and messages stay what
+they were. Only `enum` is imported: the fast `verify` path loads this module.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _Word(str, Enum):
+    """A status word: compares, prints and serialises as its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Check(_Word):
+    """What checking one file against its pins found (`verify` prints these, like `md5sum -c`)."""
+
+    OK = "OK"
+    FAILED = "FAILED"
+    MISSING = "MISSING"
+    UNLISTED = "UNLISTED"  # under DIR but listed by no manifest (verify --strict)
+    FOLDER = "FOLDER"  # a folder entry not listed yet: nothing to check until its files are known
+
+
+class Action(_Word):
+    """What `get` plans for a selected file."""
+
+    PRESENT = "present"  # present and correct: nothing to do
+    FETCH = "fetch"
+    MANUAL = "manual"  # must be put in place by hand
+    FAILED = "failed"  # cannot even be planned (a folder that could not be listed)
+
+
+class Outcome(_Word):
+    """What happened to a file in a run (`FileOutcome.status`)."""
+
+    PRESENT = "present"
+    FETCHED = "fetched"
+    FAILED = "failed"
+    MANUAL = "manual"
+    PLANNED = "planned"  # --dry-run: would be fetched
+
+
+class Installed(_Word):
+    """A file's state as `show` reports it."""
+
+    INSTALLED = "installed"
+    MISSING = "missing"
+    CORRUPT = "corrupt"
+    FOLDER = "folder"
+
+
+class Layout(_Word):
+    """How files are placed under the destination (a manifest's `layout:`, `get --layout`)."""
+
+    PLAIN = "plain"  # DEST/KEY
+    HF_CACHE = "hf-cache"  # as huggingface_hub's cache keeps them
+    TORCH_HUB = "torch-hub"  # DEST/checkpoints/<file name>, as torch.hub keeps them
+
+
+LAYOUTS = tuple(str(x) for x in Layout)
+
+SHOW_STATE = {Check.OK: Installed.INSTALLED, Check.MISSING: Installed.MISSING, Check.FAILED: Installed.CORRUPT,
+              Check.FOLDER: Installed.FOLDER}
+"""How a check reads in `show`."""
+
+__all__ = ["LAYOUTS", "SHOW_STATE", "Action", "Check", "Installed", "Layout", "Outcome"]
