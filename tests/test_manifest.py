@@ -10,6 +10,8 @@ import pytest
 from ckptfetch.errors import ManifestError
 from ckptfetch.manifest import load_manifest, path_problem
 
+from .conftest import invoke
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seeds" / "001_a54cfd18e2fa8c26.txt"
 
@@ -165,3 +167,26 @@ def test_all_digit_digest_read_as_a_number_says_to_quote_it(tmp_path: Path) -> N
     with pytest.raises(ManifestError, match="put the 32 hex digits in quotes") as info:
         load_manifest(write(tmp_path, text))
     assert "demo.yaml:6:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ("    size: " + "9" * 5000 + "\n", "a value cannot be read"),
+        ("    size: !!timestamp not-a-date\n", "a value cannot be read"),
+        ("    size: 12\n    sha256: !!python/object:os.system x\n", "not valid YAML"),
+        ("    size: 12\n    sha256: " + "a" * 64 + "\n    size: 13\n", "duplicate key"),
+        ("    size: 12\n    sha256: " + "x" * 5_000_000 + "\n", "must be 64 hex digits"),
+    ],
+)
+def test_hostile_values_in_a_lock_file_exit_2_naming_the_file(tmp_path: Path, entry: str, words: str) -> None:
+    """A lock file is read by the same guarded loader as a manifest: odd YAML is one clear error, exit 2."""
+    m = tmp_path / "demo.yaml"
+    m.write_text("ckptfetch: 1\nname: demo\nfiles:\n  a.bin:\n    url: https://example.org/a.bin\n")
+    lock = tmp_path / "demo.lock.yaml"
+    lock.write_text("ckptfetch-lock: 1\nmanifest: demo\nfiles:\n  a.bin:\n" + entry)
+    r = invoke("get", str(m), "--dest", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stderr
+    assert str(lock) in r.stderr and words in r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr) < 2000, "a huge value must not become the message"
