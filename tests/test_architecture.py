@@ -102,7 +102,7 @@ def test_a_submodule_never_imports_its_own_package_init() -> None:
 def test_nothing_below_the_facade_imports_it_or_the_package_root() -> None:
     graph = _graph()
     bad = sorted((name, dep) for name, deps in graph.items() for dep in deps
-                 if dep in ("ckptfetch", "ckptfetch.api") and name not in FACADE_USERS)
+                 if dep in ("ckptfetch", "ckptfetch.api") and name not in FACADE_USERS and not name.startswith("ckptfetch.cli."))
     assert not bad, f"modules below the facade importing it: {bad}"
 
 

@@ -1,0 +1,38 @@
+"""What every command shares: the consoles, the one JSON document, the mirror option."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def consoles() -> tuple[Console, Console]:
+    """stdout and stderr consoles; colours follow NO_COLOR and whether the stream is a terminal."""
+    from rich.console import Console
+
+    # soft_wrap: long paths and digests are never folded or cut.
+    return Console(soft_wrap=True, highlight=False), Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def emit_json(doc: Any) -> None:
+    """The one JSON document a `--json` command prints on stdout."""
+    from ..report import emit_json as emit
+
+    emit(doc)
+
+
+def mirror_option(f: F) -> F:
+    """`--mirror FROM=TO`, repeatable."""
+    return click.option("--mirror", "mirrors", multiple=True, metavar="FROM=TO",
+                        help="Rewrite URLs starting with FROM to TO, tried first (repeatable; also CKPTFETCH_MIRRORS).")(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
