@@ -62,6 +62,19 @@ class HashMismatch(DownloadError):
         self.actual = actual
 
 
+class FetchFailed(DownloadError):
+    """Several files of one fetch failed; `failures` maps each target path to its message."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        lines = "\n".join(f"  {message}" for message in failures.values())
+        super().__init__(f"{len(failures)} files failed:\n{lines}")
+        self.failures = failures
+
+
+class ManualFileNeeded(CkptfetchError):
+    """A file that only a person can download is missing or wrong; the message says where to get and put it."""
+
+
 class UnsafeArchive(CkptfetchError):
     """An archive member is a link, a device, oversized, or otherwise unsafe.
 

@@ -481,3 +481,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Parse and validate the manifest file at `path`."""
     source = Path(path)
     return _Parser(yamlsafe.read_text(source, MAX_MANIFEST_BYTES, "manifest"), source).parse()
+
+
+def parse_manifest(text: str, source: str | os.PathLike[str]) -> Manifest:
+    """Parse and validate manifest `text` as if read from `source` (which need not exist yet)."""
+    return _Parser(text, Path(source)).parse()

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import CkptfetchError, DownloadError, FetchFailed, ManualFileNeeded
 from .manifest import FileEntry, Manifest
 from .status import Action, Check, Outcome
 
@@ -60,10 +61,37 @@ class FetchResult:
     dest: Path
     files: list[FileOutcome]
     dry_run: bool = False
+    errors: dict[str, CkptfetchError] = field(default_factory=dict, repr=False, compare=False)  # by target path
 
     @property
     def ok(self) -> bool:
         return all(f.status in (Outcome.PRESENT, Outcome.FETCHED, Outcome.PLANNED) for f in self.files)
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """Where each present or fetched file is (under `dest`, where its layout put it), by target path."""
+        return {f.path: self.dest / (f.at or f.path) for f in self.files
+                if f.status in (Outcome.PRESENT, Outcome.FETCHED)}
+
+    def raise_for_status(self) -> None:
+        """Raise the error of the file that failed (the CLI's message), `FetchFailed` for several; else nothing."""
+        failed = [f for f in self.files if f.status in (Outcome.FAILED, Outcome.MANUAL)]
+        messages = {f.path: self._message(f) for f in failed}
+        if len(failed) == 1:
+            exc = self.errors.get(failed[0].path)
+            if exc is not None:
+                raise exc.with_traceback(None)
+            if failed[0].status == Outcome.MANUAL:
+                raise ManualFileNeeded(messages[failed[0].path])
+            raise DownloadError(messages[failed[0].path])
+        if failed:
+            raise FetchFailed(messages)
+
+    def _message(self, f: FileOutcome) -> str:
+        if f.status != Outcome.MANUAL:
+            return f.error or f"{f.path}: failed"
+        page = f"; get it from {f.manual_url}" if f.manual_url else ""
+        return f"{f.error}: {f.manual}{page}; put it at {self.dest / f.path}"
 
     def to_json(self) -> dict[str, Any]:
         return {

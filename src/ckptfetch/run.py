@@ -46,6 +46,7 @@ class Run:
     cache: VerifiedCache
     force: bool
     outcomes: dict[str, FileOutcome] = field(default_factory=dict)
+    errors: dict[str, CkptfetchError] = field(default_factory=dict)  # the exception behind each failed outcome
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -88,8 +89,10 @@ class Run:
         self.done(FileOutcome(e.path, Outcome.FETCHED, (self.dest / rel).stat().st_size, e.kind, digests=digests,
                               meta=meta or {}, at=rel))
 
-    def failed(self, e: FileEntry, error: str) -> None:
-        self.done(FileOutcome(e.path, Outcome.FAILED, e.integrity.size, e.kind, error=error))
+    def failed(self, e: FileEntry, error: CkptfetchError) -> None:
+        with self.lock:
+            self.errors[e.path] = error
+        self.done(FileOutcome(e.path, Outcome.FAILED, e.integrity.size, e.kind, error=str(error)))
 
 
 def fetch_url(run: Run, e: FileEntry) -> None:
@@ -125,7 +128,7 @@ def fetch_url(run: Run, e: FileEntry) -> None:
             left = blob.relative_to(dest).as_posix() if blob is not None else rel
             if left is not None:
                 prune_empty_dirs(dest, left)
-            run.failed(e, str(exc))
+            run.failed(e, exc)
             return
         run.fetcher.reporter.finish(e.path, True)
         run.fetched(e, rel, digests, meta)
@@ -154,7 +157,7 @@ def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
             if isinstance(res, dict):
                 run.fetched(e, at[e.path], res)
             else:
-                run.failed(e, str(res))
+                run.failed(e, res)
         # Drop the cached archive once every file the manifest takes from it is in place.
         cached = _cached_archive(run, archive)
         members = [f for f in m.files.values() if f.archive == archive.name]
@@ -192,7 +195,7 @@ def _download_and_extract(
                 continue
             for e in todo:
                 prune_empty_dirs(run.dest, at[e.path])
-                run.failed(e, str(exc))
+                run.failed(e, exc)
             return None
     return None
 
@@ -324,6 +327,7 @@ def fetch(
     on_plan: Callable[[Plan], None] | None = None,
     layout: str | None = None,
     algorithms: Sequence[str] = (),
+    raise_on_error: bool = False,
 ) -> FetchResult:
     """Fetch, extract and verify the selected files of `manifest` into `dest`.
 
@@ -334,7 +338,8 @@ def fetch(
     digests computed on the way (in `FileOutcome.digests`). Returns a
     `FetchResult`; raises `ManifestError` / `UsageError` for bad input and
     `Interrupted` when `settings.cancel` is set (partial files are kept for
-    the next run).
+    the next run). With `raise_on_error`, a file that failed raises too
+    (`FetchResult.raise_for_status`).
     """
     settings = settings or Settings.from_env()
     p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), force=force, layout=layout,
@@ -355,7 +360,10 @@ def fetch(
                       reporter or NullReporter(), tuple(algorithms))
     run = Run(p, fetcher, VerifiedCache(p.dest), force)
     _settle_unfetched(run)
-    return _finish(run, lambda: run_all(_tasks(run), jobs, settings.cancel))
+    result = _finish(run, lambda: run_all(_tasks(run), jobs, settings.cancel))
+    if raise_on_error:
+        result.raise_for_status()
+    return result
 
 
 def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
@@ -373,7 +381,8 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
         run.cache.close()
     m = run.plan.manifest
     order = {e.path: n for n, e in enumerate(m.files.values())}
-    result = FetchResult(m.name, run.dest, sorted(run.outcomes.values(), key=lambda o: order[o.path]))
+    result = FetchResult(m.name, run.dest, sorted(run.outcomes.values(), key=lambda o: order[o.path]),
+                         errors=dict(run.errors))
     # A record that cannot be written (e.g. the disk that just filled up) must not hide the files' own errors,
     # which already say what to do; the next run writes it. On a run where every file is fine it is the error.
     if record_error is not None and result.ok:

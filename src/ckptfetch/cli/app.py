@@ -17,7 +17,11 @@ import click
 
 from .._version import __version__
 from ..errors import CkptfetchError, ExitCode
+from .authoring import add, hash_cmd, import_cmd, lint, schema
+from .ci import key
 from .common import emit_json
+from .completion import completion
+from .config import config
 from .get import get
 from .listing import list_cmd, show
 from .lock import lock
@@ -27,17 +31,25 @@ from .verify import verify
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="ckptfetch")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def cli(debug: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
     """Fetch and verify machine-learning checkpoints from YAML manifests.
 
     \b
     ckptfetch get sam-pt --minimal     fetch a model set into ./models
     ckptfetch verify models/           check it (exit 0 only if all is well)
+    ckptfetch add manifests/mine.yaml URL   pin a new checkpoint in a manifest
     """
     # --debug is read by `main`, the error boundary, before click runs; declared here for --help.
+    if ctx.resilient_parsing:
+        return  # shell completion: no config file may stop it
+    from ..config import default_map
+
+    # Settings from the project's pyproject.toml and the user's config.toml become the commands' defaults.
+    ctx.default_map = default_map(cli.commands)
 
 
-for _command in (list_cmd, show, get, lock, verify):
+for _command in (list_cmd, show, get, lock, verify, hash_cmd, add, import_cmd, lint, schema, key, config, completion):
     cli.add_command(_command)
 
 
