@@ -13,27 +13,32 @@ from ._version import __version__
 TYPE_CHECKING = False
 
 __all__ = [
-    "CkptfetchError", "DownloadError", "FetchResult", "HashMismatch", "Interrupted", "Manifest", "ManifestError",
-    "UnsafeArchive", "UsageError", "VerifyResult", "__version__", "fetch", "load_manifest", "plan", "verify",
+    "CkptfetchError", "DownloadError", "Error", "FetchFailed", "FetchResult", "HashMismatch", "Interrupted", "Manifest",
+    "ManifestError", "ManualFileNeeded", "UnsafeArchive", "UsageError", "VerifyResult", "__version__", "fetch",
+    "load_manifest", "path", "plan", "verify",
 ]
 
 _LAZY = {
-    "fetch": "api", "plan": "api", "verify": "api", "FetchResult": "api", "VerifyResult": "api",
+    "fetch": "api", "plan": "api", "verify": "api", "path": "api", "FetchResult": "api", "VerifyResult": "api",
     "Manifest": "manifest", "load_manifest": "manifest",
     "CkptfetchError": "errors", "DownloadError": "errors", "HashMismatch": "errors", "Interrupted": "errors",
-    "ManifestError": "errors", "UnsafeArchive": "errors", "UsageError": "errors",
+    "ManifestError": "errors", "UnsafeArchive": "errors", "UsageError": "errors", "Error": "errors",
+    "FetchFailed": "errors", "ManualFileNeeded": "errors",
 }
 
 if TYPE_CHECKING:
     from typing import Any
 
-    from .api import FetchResult, VerifyResult, fetch, plan, verify
+    from .api import FetchResult, VerifyResult, fetch, path, plan, verify
     from .errors import (
         CkptfetchError,
         DownloadError,
+        Error,
+        FetchFailed,
         HashMismatch,
         Interrupted,
         ManifestError,
+        ManualFileNeeded,
         UnsafeArchive,
         UsageError,
     )

@@ -20,6 +20,10 @@ class CkptfetchError(Exception):
     exit_code: ExitCode = ExitCode.FAILED
 
 
+Error = CkptfetchError
+"""`ckptfetch.Error`: the same class, by its short name."""
+
+
 class ManifestError(CkptfetchError):
     """A manifest is missing, malformed or names something impossible."""
 

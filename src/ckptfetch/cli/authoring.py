@@ -10,6 +10,7 @@ import click
 from ..errors import ExitCode, UsageError
 from ..hashing import ALGORITHMS
 from .common import consoles, emit_json, json_option, mirror_option
+from .completion import manifest_names
 
 
 @click.command("hash")
@@ -152,7 +153,7 @@ def _name_from(output: str | None, source: str) -> str:
 
 
 @click.command()
-@click.argument("manifest")
+@click.argument("manifest", shell_complete=manifest_names)
 @click.option("--strict", is_flag=True, help="Exit 1 when there is any warning.")
 @json_option
 def lint(manifest: str, strict: bool, as_json: bool) -> None:

@@ -6,13 +6,14 @@ import click
 
 from ..status import LAYOUTS
 from .common import emit_json, json_option
+from .completion import manifest_names, target_paths, variant_names
 
 
 @click.command()
-@click.argument("manifest")
+@click.argument("manifest", shell_complete=manifest_names)
 @click.option("--minimal", is_flag=True, help="Same as --variant minimal.")
-@click.option("--variant", "variants", multiple=True, metavar="V", help="The files of variant V (repeatable), as for get.")
-@click.option("--only", multiple=True, metavar="GLOB", help="Only target paths matching GLOB (repeatable), as for get.")
+@click.option("--variant", "variants", multiple=True, metavar="V", shell_complete=variant_names, help="The files of variant V (repeatable), as for get.")
+@click.option("--only", multiple=True, metavar="GLOB", shell_complete=target_paths, help="Only target paths matching GLOB (repeatable), as for get.")
 @click.option("--layout", type=click.Choice(LAYOUTS), default=None, help="The layout get is given, if any.")
 @json_option
 def key(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], layout: str | None,

@@ -10,6 +10,7 @@ import click
 from ..errors import ExitCode
 from ..status import LAYOUTS
 from .common import consoles, emit_json, mirror_option
+from .completion import manifest_names, target_paths, variant_names
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,7 +41,7 @@ def _print_plan(out: Console, p: Plan) -> None:
         out.print(f"  {tag} {i.entry.path}{why}  {size_text}".rstrip(), highlight=False)
 
 
-def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
+def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = False) -> None:
     counts: dict[str, int] = {}
     for f in r.files:
         counts[f.status] = counts.get(f.status, 0) + 1
@@ -56,16 +57,20 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
             if f.manual_url:
                 err.print(f"  get it from {redact(f.manual_url)}", highlight=False, markup=False)
             err.print(f"  put it at {r.dest / f.path}, then run the same command again.", highlight=False, markup=False)
+    if quiet:
+        return
     parts = [f"{counts.get(k, 0)} {k}" for k in ("fetched", "present", "failed", "manual") if counts.get(k)]
     colour = "green" if r.ok else "red"
     out.print(f"[{colour}]{'done' if r.ok else 'incomplete'}:[/{colour}] {', '.join(parts)} in {r.dest}/")
 
 
 @click.command()
-@click.argument("manifest")
+@click.argument("manifest", shell_complete=manifest_names)
 @click.option("--minimal", is_flag=True, help="Same as --variant minimal.")
-@click.option("--variant", "variants", multiple=True, metavar="V", help="Only the files of variant V (repeatable).")
-@click.option("--only", multiple=True, metavar="GLOB", help="Only target paths matching GLOB (repeatable).")
+@click.option("--variant", "variants", multiple=True, metavar="V", shell_complete=variant_names,
+              help="Only the files of variant V (repeatable).")
+@click.option("--only", multiple=True, metavar="GLOB", shell_complete=target_paths,
+              help="Only target paths matching GLOB (repeatable).")
 @click.option("--dest", type=click.Path(file_okay=False), help="Destination folder [default: the manifest's root].")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Files fetched at once (many small files gain most from many parallel requests).")
@@ -74,6 +79,7 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @mirror_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("-q", "--quiet", is_flag=True, help="Print errors only (no plan, no bars, no summary).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there.")
 @click.option("--force", is_flag=True, help="Fetch again even files that are present and correct.")
 @click.option("--layout", type=click.Choice(LAYOUTS), default=None,
@@ -82,13 +88,18 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
                    "Hub cache (HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) and torch-hub to "
                    "$TORCH_HOME/hub (else ~/.cache/torch/hub).")
 def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], dest: str | None,
-        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], no_progress: bool, as_json: bool,
-        force: bool, layout: str | None) -> None:
+        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], no_progress: bool, quiet: bool,
+        as_json: bool, force: bool, layout: str | None) -> None:
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
 
     Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
     file `hf auth login` writes, and HF_ENDPOINT. A lock file NAME.lock.yaml
     beside the manifest is enforced.
+
+    \b
+    Examples:
+      ckptfetch get sam-pt --minimal
+      ckptfetch get manifests/mine.yaml --dest /data/models --only 'sam_ckpts/*' --quiet
     """
     from ..api import fetch
     from ..urls import env_mirrors, parse_mirrors
@@ -99,7 +110,7 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
     if as_json:
         out = err  # stdout carries the JSON document only
     reporter = None
-    if not (no_progress or as_json or dry_run) and sys.stderr.isatty():
+    if not (no_progress or quiet or as_json or dry_run) and sys.stderr.isatty():
         from ..progress import TqdmReporter
 
         reporter_holder: list[Any] = []
@@ -115,7 +126,8 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
         reporter = _Lazy()
     else:
         def on_plan(p: Plan) -> None:
-            _print_plan(out, p)
+            if not quiet:
+                _print_plan(out, p)
 
     try:
         result = fetch(manifest, dest, variants=chosen, only=only, jobs=jobs, connections=connections, force=force,
@@ -127,6 +139,6 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
     if as_json:
         emit_json(result.to_json())
     if not dry_run:
-        _print_summary(out, err, result)
+        _print_summary(out, err, result, quiet)
     if not result.ok and not dry_run:
         raise SystemExit(ExitCode.FAILED)

@@ -9,12 +9,19 @@ import click
 from ..errors import CkptfetchError
 from ..status import Layout
 from .common import consoles, emit_json, json_option
+from .completion import manifest_names
 
 
 @click.command("list")
 @json_option
 def list_cmd(as_json: bool) -> None:
-    """List the bundled and found manifests with sizes and variants."""
+    """List the bundled and found manifests with sizes and variants.
+
+    \b
+    Examples:
+      ckptfetch list
+      ckptfetch list --json
+    """
     from ..api import relies_on_nothing
     from ..describe import human_size
     from ..discovery import bundled_dir, iter_manifest_files
@@ -57,11 +64,17 @@ def list_cmd(as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=manifest_names)
 @click.option("--dest", type=click.Path(file_okay=False), help="Where to look for installed files [default: the manifest's root].")
 @json_option
 def show(name: str, dest: str | None, as_json: bool) -> None:
-    """Show a manifest's files, sizes, sources, hashes and installed state."""
+    """Show a manifest's files, sizes, sources, hashes and installed state.
+
+    \b
+    Examples:
+      ckptfetch show sam-pt
+      ckptfetch show manifests/mine.yaml --dest /data/models --json
+    """
     from pathlib import Path
 
     from ..api import check_entry, describe_pin, describe_source

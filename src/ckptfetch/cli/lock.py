@@ -7,10 +7,11 @@ import sys
 import click
 
 from .common import consoles, emit_json, json_option, mirror_option
+from .completion import manifest_names
 
 
 @click.command()
-@click.argument("manifest")
+@click.argument("manifest", shell_complete=manifest_names)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write [default: NAME.lock.yaml beside the manifest].")
 @mirror_option
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Files hashed at once.")
@@ -23,6 +24,11 @@ def lock(manifest: str, output: str | None, mirrors: tuple[str, ...], jobs: int,
     otherwise from the bytes, downloaded to a temporary folder (under TMPDIR)
     and hashed as they stream. Folder entries are pinned file by file. `get` and `verify`
     then enforce the lock. Locking unchanged files again changes nothing.
+
+    \b
+    Examples:
+      ckptfetch lock sam-3d-objects
+      ckptfetch lock manifests/mine.yaml --output manifests/mine.lock.yaml
     """
     from ..api import make_lock
     from ..urls import env_mirrors, parse_mirrors

@@ -4,23 +4,47 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ExitCode
+from ..errors import ExitCode, UsageError
 from .common import json_option
+from .completion import manifest_names
 
 
 @click.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-@click.option("--manifest", "manifests", multiple=True, metavar="NAME", help="Check against this manifest instead of the record (repeatable).")
+@click.option("--manifest", "manifests", multiple=True, metavar="NAME", shell_complete=manifest_names,
+              help="Check against this manifest instead of the record (repeatable).")
 @click.option("--strict", is_flag=True, help="Also fail on files under DIR that no manifest lists.")
 @click.option("--full", is_flag=True, help="Hash every file again, ignoring the verified-state cache.")
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only failures.")
-def verify(directory: str | None, manifests: tuple[str, ...], strict: bool, full: bool, as_json: bool, quiet: bool) -> None:
-    """Check the files in DIRECTORY (default: models) like `md5sum -c`."""
+@click.option("--format", "fmt", type=click.Choice(["text", "github"]), default="text", show_default=True,
+              help="github: also print a workflow annotation (::error file=MANIFEST,line=N::) per failed file.")
+@click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write a JUnit XML report (one test case per file) to FILE.")
+def verify(directory: str | None, manifests: tuple[str, ...], strict: bool, full: bool, as_json: bool, quiet: bool,
+           fmt: str, junit: str | None) -> None:
+    """Check the files in DIRECTORY (default: models) like `md5sum -c`.
+
+    \b
+    Examples:
+      ckptfetch verify models/
+      ckptfetch verify models/ --format github --junit reports/checkpoints.xml   # in CI
+    """
     from ..api import verify as verify_dir
     from ..report import print_verify
 
+    if as_json and fmt == "github":
+        raise UsageError("--json prints one JSON document; it cannot be combined with --format github")
     result = verify_dir(directory, manifests=manifests, strict=strict, full=full)
     print_verify(result, quiet, as_json)
+    if fmt == "github" or junit:
+        from ..cireport import github_annotations, junit_xml, origins, write_junit
+
+        found = origins(result, manifests)
+        if fmt == "github":
+            for line in github_annotations(result, found):
+                click.echo(line)
+        if junit:
+            write_junit(junit, junit_xml(result, found))
     if not result.ok:
         raise SystemExit(ExitCode.FAILED)
