@@ -26,7 +26,7 @@ from pathlib import Path
 from .concrete import ManifestRef, check_entry, load, located
 from .config import effective
 from .errors import ManifestError, UsageError
-from .manifest import FileEntry, Manifest, load_manifest
+from .manifest import FileEntry, Manifest, load_manifest, manifest_stem
 from .run import fetch
 from .state import STATE_DIR, VerifiedCache
 from .status import Check
@@ -68,9 +68,19 @@ def opened(ref: ManifestRef) -> Iterator[tuple[Manifest, bool]]:
         raise ManifestError(f"no Python package {pkg!r} to read {resource} from", text) from None
     if not item.is_file():
         raise ManifestError(f"package {pkg!r} has no file {resource}", text)
-    # A zipped package is extracted to a temporary file for as long as the fetch needs it (a lock beside it too).
-    with importlib.resources.as_file(item) as real:
-        yield load_manifest(real), True
+    if isinstance(item, Path):
+        yield load_manifest(item), True
+        return
+    # A zipped package: copied out, under its own name (the loader checks it) and with its lock file if it has one.
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ckptfetch-manifest-") as tmp:
+        copy = Path(tmp) / item.name
+        copy.write_bytes(item.read_bytes())
+        lock = item.parent.joinpath(f"{manifest_stem(copy)}.lock.yaml") if hasattr(item, "parent") else None
+        if lock is not None and lock.is_file():
+            (Path(tmp) / lock.name).write_bytes(lock.read_bytes())
+        yield load_manifest(copy), True
 
 
 def pick(m: Manifest, file: str, variant: str | None) -> tuple[FileEntry, str]:
