@@ -189,18 +189,18 @@ files:
     url: https://example.org/weak-abcdef12.pth
   hub.bin:
     url: hf://org/repo/hub.bin
-    sha256: %s
+    sha256: {}
   pinned-hub.bin:
-    url: hf://org/repo@%s/hub.bin
-    md5: %s
+    url: hf://org/repo@{}/hub.bin
+    md5: {}
   mirrors.bin:
     urls: [https://a.example.org/m.bin, https://a.example.org/mirror/m.bin]
-    md5: %s
+    md5: {}
   insecure.bin:
     url: http://example.org/insecure.bin
   hand.pt:
     manual: Ask the authors.
-""" % ("a" * 64, "1a" * 20, "2b" * 16, "3c" * 16)
+""".format("a" * 64, "1a" * 20, "2b" * 16, "3c" * 16)
 
 
 def test_lint_finds_each_fragile_spot_on_its_line(tmp_path: Path) -> None:
