@@ -40,6 +40,17 @@ def test_every_command_and_option_has_help() -> None:
                 assert param.help, f"{name} {param.name}"
 
 
+@pytest.mark.parametrize("name", sorted(cli.commands))  # type: ignore[attr-defined]
+def test_every_command_help_shows_examples(name: str) -> None:
+    """`ckptfetch CMD --help` ends with examples of that very command, shown as written (not re-wrapped)."""
+    r = invoke(name, "--help")
+    assert r.returncode == 0
+    examples = r.stdout.split("Examples:", 1)
+    assert len(examples) == 2, f"{name} --help has no Examples"
+    shown = [ln.strip() for ln in examples[1].splitlines() if ln.strip().startswith("ckptfetch ")]
+    assert shown and all(ln.startswith(f"ckptfetch {name}") or "$(ckptfetch" in ln for ln in shown), shown
+
+
 def test_list_and_show_bundled_sam_pt() -> None:
     r = invoke("list")
     assert r.returncode == 0 and "sam-pt" in r.stdout and "25 files" in r.stdout

@@ -177,7 +177,7 @@ def effective(flags: Mapping[str, Any] | None = None, *, cwd: Path | None = None
     for key in KEYS:
         given = (flags or {}).get(key.name)
         if given is not None and given != () and given != []:
-            out[key.name] = Setting(key, given, "flag", key.flag or "")
+            out[key.name] = Setting(key, key.parse(given, key.name, key.flag or key.name), "flag", key.flag or "")
         elif key.env and env.get(key.env, "").strip():
             out[key.name] = Setting(key, key.parse(env[key.env], key.name, key.env), "environment", key.env)
         else:

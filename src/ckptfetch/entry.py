@@ -1,6 +1,6 @@
 """The `ckptfetch` console script: fast paths first, then the click CLI.
 
-`--version` and a plain `verify` (what CI runs on every build) are answered
+`--version` and a plain `verify DIR` (what CI runs on every build) are answered
 without importing click, rich, yaml or requests, so they cost little more
 than the interpreter's own start-up. Everything else goes to `cli.main`.
 """
@@ -17,7 +17,7 @@ _VERIFY_FLAGS = {"-q": "quiet", "--quiet": "quiet", "--strict": "strict", "--ful
 
 
 def _fast_verify(args: list[str]) -> NoReturn | None:
-    """Run `verify [DIR] [-q] [--strict] [--full] [--json]`; None if args need the full CLI."""
+    """Run `verify DIR [-q] [--strict] [--full] [--json]`; None if args need the full CLI."""
     flags = {"quiet": False, "strict": False, "full": False, "as_json": False}
     directory = None
     for arg in args:
@@ -27,6 +27,8 @@ def _fast_verify(args: list[str]) -> NoReturn | None:
             return None  # --manifest, --help, --debug, two paths...: let click handle it
         else:
             directory = arg
+    if directory is None:
+        return None  # the default DIR may come from a config file (`dest`): the full CLI reads it
     if not (flags["strict"] or flags["full"] or flags["as_json"]):
         from . import fastverify
 

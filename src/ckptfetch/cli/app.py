@@ -36,8 +36,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Fetch and verify machine-learning checkpoints from YAML manifests.
 
     \b
-    ckptfetch get sam-pt --minimal     fetch a model set into ./models
-    ckptfetch verify models/           check it (exit 0 only if all is well)
+    ckptfetch get sam-pt --minimal          fetch a model set into ./models
+    ckptfetch verify models/                check it (exit 0 only if all is well)
     ckptfetch add manifests/mine.yaml URL   pin a new checkpoint in a manifest
     """
     # --debug is read by `main`, the error boundary, before click runs; declared here for --help.
@@ -45,8 +45,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
         return  # shell completion: no config file may stop it
     from ..config import default_map
 
-    # Settings from the project's pyproject.toml and the user's config.toml become the commands' defaults.
-    ctx.default_map = default_map(cli.commands)
+    # Settings from the project's pyproject.toml and the user's config.toml become the commands' defaults
+    # (not `config`'s: its flags show what a flag given to a command would do).
+    ctx.default_map = default_map({n: c for n, c in cli.commands.items() if n != "config"})
 
 
 for _command in (list_cmd, show, get, lock, verify, hash_cmd, add, import_cmd, lint, schema, key, config, completion):

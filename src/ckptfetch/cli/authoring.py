@@ -184,10 +184,13 @@ def lint(manifest: str, strict: bool, as_json: bool) -> None:
 def schema(output: str | None) -> None:
     """Print the JSON Schema of the manifest format (for editors and validators).
 
+    Editors using the YAML language server check a manifest whose first line
+    is `# yaml-language-server: $schema=PATH-OR-URL-OF-THE-SCHEMA`.
+
     \b
     Examples:
       ckptfetch schema > manifest.schema.json
-      (then, first line of a manifest)  # yaml-language-server: $schema=manifest.schema.json
+      ckptfetch schema -o schema/manifest.schema.json
     """
     from ..schema import render
 

@@ -34,6 +34,10 @@ def manifest_names(ctx: click.Context, param: click.Parameter, incomplete: str) 
 def _manifest(ctx: click.Context) -> Any:
     name = ctx.params.get("manifest") or ctx.params.get("name")
     if not name:
+        # Completing an option's value, click stops parsing at that option, before it gives the arguments their
+        # parameters: the manifest typed before it is still among the leftover words.
+        name = next((a for a in ctx.args if not a.startswith("-")), None)
+    if not name:
         return None
     try:
         from ..discovery import resolve_manifest

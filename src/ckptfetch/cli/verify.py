@@ -23,7 +23,7 @@ from .completion import manifest_names
               help="Also write a JUnit XML report (one test case per file) to FILE.")
 def verify(directory: str | None, manifests: tuple[str, ...], strict: bool, full: bool, as_json: bool, quiet: bool,
            fmt: str, junit: str | None) -> None:
-    """Check the files in DIRECTORY (default: models) like `md5sum -c`.
+    """Check the files in DIRECTORY (default: the configured dest, else models) like `md5sum -c`.
 
     \b
     Examples:
