@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .yamlsafe import hint
 
 USER_FILE = "config.toml"
 ENV_FILE = "CKPTFETCH_CONFIG"
@@ -147,7 +146,11 @@ def _table(path: Path, project: bool) -> dict[str, Any]:
         raise UsageError(f"{path}: [tool.ckptfetch] must be a table")
     for name in table:
         if name not in BY_NAME:
-            raise UsageError(f"{path}: unknown key `{name}`{hint(name, BY_NAME)} (keys: {', '.join(BY_NAME)})")
+            import difflib
+
+            close = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.5)
+            maybe = f" (did you mean `{close[0]}`?)" if close else ""
+            raise UsageError(f"{path}: unknown key `{name}`{maybe} (keys: {', '.join(BY_NAME)})")
     return table
 
 
