@@ -95,6 +95,23 @@ def test_add_keeps_comments_order_and_quotes(server: TestServer, tmp_path: Path)
     assert invoke("verify", "models", cwd=tmp_path).stdout == "big/new.pth: OK\n"
 
 
+def test_add_keeps_comments_where_they_belong(tmp_path: Path) -> None:
+    """ruamel.yaml keeps the lines after a node with that node: an append must not leave them above itself."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "b.bin").write_bytes(b"bee")
+    m = tmp_path / "m.yaml"
+    m.write_text("ckptfetch: 1\nname: m\nroot: models   # r\n\n# The files, one per model\nfiles:\n"
+                 "  a.bin:   # first\n    url: https://example.org/a.bin   # same line\n# trailing comment\n")
+    url = (tmp_path / "src" / "b.bin").as_uri()
+    r = invoke("add", str(m), url, "--variant", "small", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert m.read_text() == (
+        "ckptfetch: 1\nname: m\nroot: models   # r\nvariants:\n  small:\n    - b.bin\n\n"
+        "# The files, one per model\nfiles:\n  a.bin:   # first\n    url: https://example.org/a.bin   # same line\n"
+        f"  b.bin:\n    url: {url}\n    md5: {md5(b'bee')}\n    sha256: {sha256(b'bee')}\n    size: 3\n"
+        "# trailing comment\n")
+
+
 def test_add_creates_a_manifest_and_refuses_a_second_entry(server: TestServer, tmp_path: Path) -> None:
     data = blob(1000, seed=3)
     url = server.add("/w/model.pth", data)

@@ -13,6 +13,7 @@ flow lists, quotes). Three guards make an edit safe:
 
 from __future__ import annotations
 
+import copy
 import difflib
 import io
 import re
@@ -92,6 +93,51 @@ def _kept_in_order(old: str, new: str, editable: Sequence[range]) -> list[str]:
     return lost
 
 
+def _slot_after(node: Any, key: Any = None) -> tuple[Any, Any, int] | None:
+    """(container, key or index, comment slot) holding what follows the last line of `node` (or of `node[key]`).
+
+    ruamel.yaml keeps the comment lines after a node with the node's last scalar: appending after that
+    scalar would leave them above the new lines instead of below.
+    """
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if key is not None:
+        child = node[key]
+        if not (isinstance(child, (CommentedMap, CommentedSeq)) and len(child)):
+            return node, key, 2
+        node = child
+    while isinstance(node, (CommentedMap, CommentedSeq)) and len(node):
+        last = list(node)[-1] if isinstance(node, CommentedMap) else len(node) - 1
+        child = node[last]
+        if isinstance(child, (CommentedMap, CommentedSeq)) and len(child):
+            node = child
+            continue
+        return node, last, 2 if isinstance(node, CommentedMap) else 0
+    return None
+
+
+def _carry_comments(src: tuple[Any, Any, int] | None, dst: tuple[Any, Any, int] | None) -> None:
+    """Move the comment lines after `src`'s line (not a comment on that line) to after `dst`'s line."""
+    if src is None or dst is None:
+        return
+    container, key, slot = src
+    entry = container.ca.items.get(key)
+    token = entry[slot] if entry else None
+    if token is None or "\n" not in token.value:
+        return
+    head, tail = token.value.split("\n", 1)
+    if not tail.strip("\n ") and not tail.count("\n"):
+        return  # nothing after the line itself
+    moved = copy.copy(token)
+    moved.value = "\n" + tail
+    if head.strip():
+        token.value = head + "\n"
+    else:
+        entry[slot] = None
+    target, tkey, tslot = dst
+    target.ca.items.setdefault(tkey, [None, None, None, None])[tslot] = moved
+
+
 class ManifestEdit:
     """An edit of one manifest file's text (or a new manifest named after the file)."""
 
@@ -126,6 +172,7 @@ class ManifestEdit:
         if files is None:
             files = self.doc["files"] = CommentedMap()
         self.key = key
+        before = None
         if key in files:
             if not replace:
                 raise ManifestError(f"already lists {key!r}; pass --replace to pin it again from the URL",
@@ -136,9 +183,11 @@ class ManifestEdit:
             for stale in [k for k in entry if k in REPLACED and k not in fields]:
                 del entry[stale]  # another source or old hashes: the new fields say it all (`layout` stays)
         else:
+            before = _slot_after(files)
             entry = files[_scalar(key)] = CommentedMap()
         for k, v in fields.items():
             entry[k] = _scalar(v)
+        _carry_comments(before, _slot_after(entry))  # a new entry goes above what followed the last one
 
     def add_to_variant(self, variant: str, key: str, already: bool) -> None:
         """Make variant `variant` select `key` (creating the variant), unless its patterns `already` do."""
@@ -148,17 +197,27 @@ class ManifestEdit:
             return
         variants = self.doc.get("variants")
         if variants is None:
+            keys = list(self.doc)
+            at = keys.index("files")
+            before = _slot_after(self.doc, keys[at - 1]) if at else None
             variants = CommentedMap()
-            self.doc.insert(list(self.doc).index("files"), "variants", variants)
+            variants[_scalar(variant)] = CommentedSeq([_scalar(key)])
+            self.doc.insert(at, "variants", variants)
+            _carry_comments(before, _slot_after(variants))
+            return
         if self.old is not None:
             self.editable.append(_span(self.old, "variants", variant))
         current = variants.get(variant)
         if isinstance(current, str):
             variants[variant] = current = CommentedSeq([current])
+        before = _slot_after(variants)
         if current is None:
             variants[_scalar(variant)] = CommentedSeq([_scalar(key)])
+            _carry_comments(before, _slot_after(variants))
         else:
+            before = _slot_after(current)
             current.append(_scalar(key))
+            _carry_comments(before, _slot_after(current))
 
     def render(self, want: FileEntry, before: Manifest | None) -> tuple[str, Manifest]:
         """The new text, checked by the loader and against the old text (see the module's guards)."""
