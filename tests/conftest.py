@@ -52,6 +52,8 @@ def sha256(data: bytes) -> str:
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CKPTFETCH_")}
     env.update({"CKPTFETCH_BACKOFF": "0.01", "CKPTFETCH_TIMEOUT": "2", "CKPTFETCH_RETRIES": "4", "NO_COLOR": "1"})
+    # No user config.toml of whoever runs the tests (README "Configuration"); tests that want one set their own.
+    env["XDG_CONFIG_HOME"] = str(Path(__file__).resolve().parent / "data" / "no-user-config")
     env.update(extra)
     return env
 

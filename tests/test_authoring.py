@@ -172,6 +172,8 @@ def test_add_refuses_what_it_cannot_name(server: TestServer, tmp_path: Path) -> 
     assert not m.exists(), "nothing is written when the fetch fails"
     r = invoke("add", str(m), server.add("/ok.bin", b"ok"), "--path", "../up.bin", cwd=tmp_path)
     assert r.returncode == 2 and "`..`" in r.stderr
+    r = invoke("add", "sam-pt", server.url + "/ok.bin", cwd=tmp_path)
+    assert r.returncode == 2 and "FILE.yaml" in r.stderr and not (tmp_path / "sam-pt").exists()
 
 
 def test_add_to_a_bundled_manifest_copy_keeps_everything_else(server: TestServer, tmp_path: Path) -> None:

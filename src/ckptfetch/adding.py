@@ -113,6 +113,9 @@ def add(
 ) -> AddResult:
     """Fetch `url` into the manifest's destination and add (or with `replace`, re-pin) its entry."""
     source = Path(manifest)
+    if not source.name.endswith((".yaml", ".yml")):
+        raise UsageError(f"{source}: give the manifest as a FILE.yaml path (a bundled manifest: copy it first, "
+                         "then add to the copy)")
     before = load_manifest(source) if source.exists() else None
     key = path or default_key(url)
     e = _entry(source, before, key, url)

@@ -131,7 +131,8 @@ def import_cmd(source: str, name: str | None, base_url: str | None, output: str 
         Path(output).write_text(result.text, encoding="utf-8")
     if as_json:
         emit_json({"manifest": output, "files": len(result.files), "untranslated": [
-            {"line": n.line, "text": n.text, "reason": n.reason} for n in result.untranslated]})
+            {"line": n.line, "text": n.text, "reason": n.reason} for n in result.untranslated],
+            **({} if output else {"text": result.text})})
     elif not output:
         sys.stdout.write(result.text)
     sys.stdout.flush()
