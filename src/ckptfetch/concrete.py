@@ -14,8 +14,8 @@ from pathlib import Path
 from .checking import check_file
 from .discovery import resolve_manifest
 from .download import Settings, make_session
-from .errors import DownloadError, UsageError
-from .folders import expand, hub_lister, might_select, recorded_lister
+from .errors import CkptfetchError, DownloadError, ManifestError, UsageError
+from .folders import Lister, expand, hub_lister, might_select, recorded_lister
 from .layout import default_dest
 from .layout import located as layout_located
 from .lock import apply_lock, find_lock
@@ -59,8 +59,9 @@ def concrete(
 
     Folders come from the lock when there is one, else from the Hub (`online`),
     else from what a past `get` recorded in `root`. With `unlisted`, a folder
-    the Hub will not list (gated, missing) stays a folder entry and its error
-    is put there, so the other files are still fetched.
+    that cannot be listed (gated or missing on the Hub; never fetched here,
+    offline) stays a folder entry and its error is put there, so the other
+    files are still fetched or checked.
     """
     lock = find_lock(m)
     if lock is not None:
@@ -69,23 +70,28 @@ def concrete(
         return m
     if not online:
         recorded = read_record(root)["manifests"].get(m.name, {}).get("files", {})
-        return expand(m, recorded_lister(recorded))
+        return expand(m, _tolerant(recorded_lister(recorded), unlisted, ManifestError))
     session = make_session()
     try:
-        listing = hub_lister(Context(session, settings or Settings.from_env()))
-
-        def lister(e: FileEntry) -> list[FileEntry]:
-            if unlisted is None:
-                return listing(e)
-            try:
-                return listing(e)
-            except DownloadError as exc:
-                unlisted[e.path] = str(exc)
-                return [e]
-
-        return expand(m, lister, wanted=lambda e: might_select(e, m, variants, only))
+        listing = _tolerant(hub_lister(Context(session, settings or Settings.from_env())), unlisted, DownloadError)
+        return expand(m, listing, wanted=lambda e: might_select(e, m, variants, only))
     finally:
         session.close()
+
+
+def _tolerant(lister: Lister, unlisted: dict[str, str] | None, error: type[CkptfetchError]) -> Lister:
+    """`lister`, except that with `unlisted` a folder it cannot list stays a folder entry, its error noted there."""
+    if unlisted is None:
+        return lister
+
+    def tolerant(e: FileEntry) -> list[FileEntry]:
+        try:
+            return lister(e)
+        except error as exc:
+            unlisted[e.path] = str(exc)
+            return [e]
+
+    return tolerant
 
 
 def located(e: FileEntry, root: Path) -> str | None:

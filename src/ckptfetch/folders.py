@@ -22,6 +22,9 @@ from .sources import huggingface as hf
 if TYPE_CHECKING:
     from .sources import Context
 
+Lister = Callable[[FileEntry], list[FileEntry]]
+"""Lists a folder entry's files as entries of their own."""
+
 
 def folder_of(e: FileEntry) -> hf.HubFile:
     f = hf.parse(e.urls[0])
@@ -137,4 +140,4 @@ def recorded_lister(record_files: Mapping[str, Mapping[str, Any]]) -> Callable[[
     return lister
 
 
-__all__ = ["expand", "file_entry", "hub_lister", "inside", "might_select", "recorded_lister"]
+__all__ = ["Lister", "expand", "file_entry", "hub_lister", "inside", "might_select", "recorded_lister"]

@@ -56,7 +56,7 @@ def plan(
     finally:
         if cache is not None:
             cache.close()
-    return Plan(m, root, list(variants), items)
+    return Plan(m, root, list(variants), items, list(only))
 
 
 __all__ = ["plan"]

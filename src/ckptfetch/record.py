@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _testhooks
+from .errors import CkptfetchError
 from .layout import blob_of
 from .proclock import locked
 from .results import FileOutcome, Plan
@@ -35,22 +36,62 @@ def read_record(dest: Path) -> dict[str, Any]:
     return data
 
 
-def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str], files: Mapping[str, Mapping[str, Any]]) -> None:
+def fingerprint(path: Path) -> list[int] | None:
+    """[size, mtime_ns] of a manifest file: `verify`'s fast path trusts the record only while it is unchanged."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _merged_only(old: list[str] | None, new: list[str]) -> list[str] | None:
+    """The `--only` globs covering both runs; None (everything) as soon as one run took everything."""
+    if old is None or not new:
+        return None
+    return sorted(set(old) | set(new))
+
+
+def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str],
+                  files: Mapping[str, Mapping[str, Any]], *, only: Iterable[str] = (),
+                  manifest_stat: list[int] | None = None) -> None:
     """Merge installed `files` of `manifest` into the record, atomically.
 
     Nothing is written (and no lock taken) when the record already says it all,
     so a run that finds everything in place also works on a read-only DIR.
     """
+    only = sorted(only)
     current = read_record(dest)
     entry = current["manifests"].get(manifest)
-    if (entry is not None and entry.get("source") == source and set(variants) <= set(entry.get("variants", []))
-            and all(entry.get("files", {}).get(k) == dict(v) for k, v in files.items())):
+    says_it_all = (entry is not None and entry.get("source") == source
+                   and set(variants) <= set(entry.get("variants", []))
+                   and _merged_only(entry.get("only"), only) == entry.get("only")
+                   and all(entry.get("files", {}).get(k) == dict(v) for k, v in files.items()))
+    if says_it_all and entry is not None and entry.get("manifest_stat") == manifest_stat:
         return
+    try:
+        _write(dest, manifest, source, variants, files, only, manifest_stat)
+    except CkptfetchError:
+        if not says_it_all:
+            raise
+        # Only the manifest's mtime moved (a checkout): the record still says it all, so a read-only DIR
+        # stays usable; `verify` then compares with the manifest instead of trusting its fast path.
+
+
+def _write(dest: Path, manifest: str, source: str, variants: Iterable[str],
+           files: Mapping[str, Mapping[str, Any]], only: list[str], manifest_stat: list[int] | None) -> None:
     with locked(dest, "record"):
         data = read_record(dest)
+        entry = data["manifests"].get(manifest)
+        merged = (only or None) if entry is None else _merged_only(entry.get("only"), only)
         entry = data["manifests"].setdefault(manifest, {"source": source, "variants": [], "files": {}})
         entry["source"] = source
         entry["variants"] = sorted(set(entry.get("variants", [])) | set(variants))
+        if merged is None:
+            entry.pop("only", None)
+        else:
+            entry["only"] = merged
+        entry["manifest_stat"] = manifest_stat
         entry.setdefault("files", {}).update({k: dict(v) for k, v in files.items()})
         path = state_dir(dest) / RECORD
         tmp = path.with_name(f"{RECORD}.{os.getpid()}.tmp")
@@ -60,7 +101,6 @@ def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise unwritable(path.parent, exc) from None
-
 
 
 def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome]) -> None:
@@ -92,7 +132,8 @@ def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome]) -> None:
         files[o.path] = pins
     if files:
         _testhooks.point("record")
-        update_record(p.dest, p.manifest.name, str(p.manifest.source), p.variants, files)
+        update_record(p.dest, p.manifest.name, str(p.manifest.source), p.variants, files, only=p.only,
+                      manifest_stat=fingerprint(p.manifest.source))
 
 
-__all__ = ["read_record", "record_outcomes", "update_record"]
+__all__ = ["fingerprint", "read_record", "record_outcomes", "update_record"]

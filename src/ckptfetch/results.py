@@ -27,6 +27,7 @@ class Plan:
     dest: Path
     variants: list[str]
     items: list[PlanItem]
+    only: list[str] = field(default_factory=list)
 
     @property
     def to_fetch(self) -> list[PlanItem]:
@@ -77,6 +78,7 @@ class VerifyItem:
     path: str
     status: Check
     detail: str = ""
+    repair: str = ""  # the command that puts a FAILED or MISSING file right, when the record knows it
 
 
 @dataclass

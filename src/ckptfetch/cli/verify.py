@@ -13,14 +13,28 @@ from .common import json_option
 @click.option("--manifest", "manifests", multiple=True, metavar="NAME", help="Check against this manifest instead of the record (repeatable).")
 @click.option("--strict", is_flag=True, help="Also fail on files under DIR that no manifest lists.")
 @click.option("--full", is_flag=True, help="Hash every file again, ignoring the verified-state cache.")
+@click.option("--record-only", is_flag=True,
+              help="Check against the record alone, even where the manifest it came from has changed since.")
 @json_option
-@click.option("-q", "--quiet", is_flag=True, help="Print only failures.")
-def verify(directory: str | None, manifests: tuple[str, ...], strict: bool, full: bool, as_json: bool, quiet: bool) -> None:
-    """Check the files in DIRECTORY (default: models) like `md5sum -c`."""
+@click.option("-q", "--quiet", is_flag=True, help="Print only failures; nothing at all when every file is OK.")
+def verify(directory: str | None, manifests: tuple[str, ...], strict: bool, full: bool, record_only: bool,
+           as_json: bool, quiet: bool) -> None:
+    """Check the files in DIRECTORY (default: models) like `md5sum -c`.
+
+    Without --manifest, DIRECTORY's record says what each file must be, and
+    the manifest it came from is read again: a file whose pins changed since
+    is FAILED, a file added since is MISSING (so a cache restored in CI never
+    passes stale weights).
+
+    \b
+    ckptfetch verify models/                CI: exit 0 only if every file is right
+    ckptfetch verify models/ -q             print only what is wrong
+    ckptfetch verify models/ --strict       also fail on files nobody lists
+    """
     from ..api import verify as verify_dir
     from ..report import print_verify
 
-    result = verify_dir(directory, manifests=manifests, strict=strict, full=full)
+    result = verify_dir(directory, manifests=manifests, strict=strict, full=full, record_only=record_only)
     print_verify(result, quiet, as_json)
     if not result.ok:
         raise SystemExit(ExitCode.FAILED)
