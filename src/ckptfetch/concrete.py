@@ -68,13 +68,22 @@ def concrete(
         return apply_lock(m, lock)
     if not any(e.folder for e in m.files.values()):
         return m
-    if not online:
-        recorded = read_record(root)["manifests"].get(m.name, {}).get("files", {})
-        return expand(m, _tolerant(recorded_lister(recorded), unlisted, ManifestError))
+    recorded = recorded_lister(read_record(root)["manifests"].get(m.name, {}).get("files", {}), m)
+
+    def archive_folder(e: FileEntry) -> list[FileEntry]:
+        try:
+            return recorded(e)
+        except ManifestError:
+            return [e]  # its files are known once the archive is extracted
+
+    if not online or not any(e.folder and not e.archive for e in m.files.values()):
+        hub_folder = _tolerant(recorded, unlisted, ManifestError)
+        return expand(m, lambda e: archive_folder(e) if e.archive else hub_folder(e))
     session = make_session()
     try:
-        listing = _tolerant(hub_lister(Context(session, settings or Settings.from_env())), unlisted, DownloadError)
-        return expand(m, listing, wanted=lambda e: might_select(e, m, variants, only))
+        hub_folder = _tolerant(hub_lister(Context(session, settings or Settings.from_env())), unlisted, DownloadError)
+        return expand(m, lambda e: archive_folder(e) if e.archive else hub_folder(e),
+                      wanted=lambda e: might_select(e, m, variants, only))
     finally:
         session.close()
 

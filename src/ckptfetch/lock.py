@@ -31,7 +31,7 @@ import yaml
 
 from . import yamlsafe
 from .errors import ManifestError
-from .folders import file_entry, inside
+from .folders import file_entry, inside, source_folder
 from .manifest import FileEntry, Integrity, Manifest, path_problem
 from .sources import huggingface as hf
 from .yamlsafe import hint, short
@@ -135,14 +135,13 @@ def apply_lock(m: Manifest, lock: Lock) -> Manifest:
 
     for key, e in m.files.items():
         if e.folder:
-            folder = hf.parse(e.urls[0])
+            folder = source_folder(e)
             children = []
             for lkey, pin in lock.files.items():
                 if not lkey.startswith(key) or lkey in m.files:
                     continue
                 rel = lkey[len(key):]
-                repo_path = f"{folder.path.strip('/')}/{rel}" if folder and folder.path.strip("/") else rel
-                if inside(e, repo_path) is None:
+                if inside(e, f"{folder}/{rel}" if folder else rel) is None:
                     raise ManifestError(f"{lkey} is no longer in folder entry {key!r} (include); {again}", where, pin.line)
                 used.add(lkey)
                 children.append(merge(file_entry(e, rel, Integrity(), pin.commit), pin))

@@ -94,7 +94,7 @@ class FileEntry:
     manual: str | None = None
     manual_url: str | None = None  # with `manual`: the page to visit (shown, never fetched)
     layout: str = Layout.PLAIN
-    folder: bool = False  # `path` ends in "/": every file under the source's folder (e.g. an hf:// tree)
+    folder: bool = False  # `path` ends in "/": every file under the source's folder (an hf:// tree, an archive's)
     include: tuple[str, ...] = ()  # for a folder: fnmatch globs over paths inside it (empty: all)
     commit: str | None = None  # an hf:// file: fetch it at this commit (from a lock file or a folder listing)
     parent: str | None = None  # a file listed from folder entry `parent` (its key, ending in "/")
@@ -345,7 +345,7 @@ class _Parser(_Fields):
             if "include" in entry and not folder:
                 raise self.fail(f"`include` only applies to folder entries (a key ending in `/`), not {fpath!r}", *keys, "include")
             if folder:
-                files[fpath] = self.folder(fpath, entry, file_layout, keys)
+                files[fpath] = self.folder(fpath, entry, file_layout, archives)
             else:
                 files[fpath] = self.one_file(fpath, entry, file_layout, archives, members_seen)
         _check_path_clashes(files, self)
@@ -410,25 +410,49 @@ class _Parser(_Fields):
             variants[vname] = tuple(patterns)
         return variants
 
-    def folder(self, fpath: str, entry: dict[str, Any], layout: str, keys: tuple[str, ...]) -> FileEntry:
-        """A folder entry: `DIR/` -> a source URL naming a folder (`hf://ORG/REPO/DIR/`), optionally filtered."""
-        extra = [k for k in entry if k not in ("url", "layout", "include")]
+    def folder(self, fpath: str, entry: dict[str, Any], layout: str, archives: dict[str, Archive]) -> FileEntry:
+        """A folder entry: `DIR/` -> every file of a Hub folder (`url: hf://ORG/REPO/DIR/`) or of a folder of an
+        archive (`archive: NAME` + `member: FOLDER/`), optionally filtered by `include` globs."""
+        keys = ("files", fpath)
+        allowed = ("archive", "member") if "archive" in entry or "member" in entry else ("url",)
+        extra = [k for k in entry if k not in (*allowed, "layout", "include")]
         if extra:
+            takes = "`archive`, `member`" if "archive" in allowed else "`url`"
             raise self.fail(
-                f"folder entry {fpath!r} takes only `url`, `include` and `layout`; `{extra[0]}` belongs on single files",
+                f"folder entry {fpath!r} takes only {takes}, `include` and `layout`; `{extra[0]}` belongs on single files",
                 *keys, extra[0],
             )
         include = entry.get("include", [])
         include = [include] if isinstance(include, str) else include
         if not isinstance(include, list) or not all(isinstance(g, str) and g for g in include):
             raise self.fail(f"`include` of {fpath!r} must be a list of glob patterns", *keys, "include")
+        if "archive" in allowed:
+            return self.archive_folder(fpath, entry, layout, archives, tuple(include))
         url = self.url(entry.get("url"), "url", *keys, "url")
         if not (url.startswith("hf://") and url.endswith("/")):
             raise self.fail(
-                f"folder entry {fpath!r} needs an hf:// URL ending in `/` (a folder of a Hugging Face repo), got {url!r}",
-                *keys, "url",
+                f"folder entry {fpath!r} needs an hf:// URL ending in `/` (a folder of a Hugging Face repo) or "
+                f"`archive` + `member: FOLDER/`, got {url!r}", *keys, "url",
             )
         return FileEntry(fpath, Integrity(), urls=(url,), layout=layout, folder=True, include=tuple(include))
+
+    def archive_folder(self, fpath: str, entry: dict[str, Any], layout: str, archives: dict[str, Archive],
+                       include: tuple[str, ...]) -> FileEntry:
+        keys = ("files", fpath)
+        aname = self.string(entry.get("archive"), "`archive`", *keys, "archive")
+        if aname not in archives:
+            raise self.fail(
+                f"folder entry {fpath!r} names archive {aname!r}, which `archives` does not define{hint(aname, archives)}",
+                *keys, "archive",
+            )
+        member = entry.get("member")
+        if not isinstance(member, str) or not member.endswith("/"):
+            raise self.fail(f"folder entry {fpath!r} takes a folder of the archive: `member` ending in `/` "
+                            f"(e.g. `dinov2-main/`), got {short(member)}", *keys, "member")
+        if member != "/":
+            self.rel_path(member[:-1], "member", *keys, "member")
+        return FileEntry(fpath, Integrity(), archive=aname, member="" if member == "/" else member, layout=layout,
+                         folder=True, include=include)
 
 
 def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:
