@@ -288,8 +288,6 @@ def test_sam_3d_objects_pipeline_moge_and_dinov2_where_the_code_reads_them(hub: 
     assert run_cli("verify", str(dest), "--strict").returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="the dinov2 source tree needs a folder taken out of a GitHub source archive "
-                                       "(`member: dinov2-<commit>/`, a target ending in /), which manifests cannot say yet")
 def test_sam_3d_objects_dinov2_source_tree_for_torch_hub_offline(hub: FakeHub, server: TestServer,
                                                                  tmp_path: Path) -> None:
     _, _, dest = sam3d_fetch(hub, server, tmp_path)

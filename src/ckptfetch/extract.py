@@ -179,7 +179,7 @@ def extract(
             what = "matches the include patterns" if f.include else "is there"
             out[f.member + "/"] = UnsafeArchive(
                 f"{f.label}: no file under {f.member + '/' if f.member else 'the top'} of archive {label} {what}"
-                + _did_you_mean(f.member, _folders_of(seen_names)) + (f" ({source})" if source else "")
+                + _folder_hint(f.member, seen_names) + (f" ({source})" if source else "")
             )
     return out
 
@@ -194,8 +194,16 @@ def _did_you_mean(name: str, names: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _folders_of(names: list[str]) -> set[str]:
-    return {n.rsplit("/", i)[0] for n in names for i in range(1, n.count("/") + 1)}
+def _folder_hint(member: str, names: list[str]) -> str:
+    """A did-you-mean among the archive's folders, else the folders at its top (a GitHub archive has one)."""
+    folders = {n.rsplit("/", i)[0] for n in names for i in range(1, n.count("/") + 1)}
+    hint = _did_you_mean(member, folders)
+    if hint:
+        return hint
+    tops = sorted({n.split("/", 1)[0] + "/" for n in names if "/" in n})
+    if len(tops) == 1:
+        return f"; did you mean {tops[0][:-1]!r}?"
+    return f"; its top folders are {', '.join(tops[:5])}" if tops else "; it has no folders"
 
 
 class _Want:

@@ -12,7 +12,9 @@
   The etag is the Hub's, unquoted (for LFS files the sha256, else the git blob
   id). Where symlinks are not available the snapshot entry is a copy.
 - `torch-hub`: at DEST/checkpoints/<file name of the URL>, as
-  `torch.hub.load_state_dict_from_url` keeps it (DEST = $TORCH_HOME/hub).
+  `torch.hub.load_state_dict_from_url` keeps it (DEST = $TORCH_HOME/hub); a
+  folder taken from an archive (a repo's source tree for `torch.hub.load`)
+  at DEST/KEY/, where KEY is the folder name torch.hub gives the repo.
 
 For `hf-cache` and `torch-hub` the manifest KEY is a logical name (for
 `--only`, variants and messages); `located` says where the file really is.
@@ -114,7 +116,9 @@ def located(e: FileEntry, dest: Path) -> str | None:
     one `refs/<revision>` names: the file huggingface_hub would return.
     """
     if e.layout == Layout.TORCH_HUB:
-        return f"checkpoints/{_url_name(e)}"
+        # A source tree (a folder of an archive) lands as it is: `DEST/KEY/`, named as torch.hub names
+        # a repo's folder (`facebookresearch_dinov2_main/`); single files go to `checkpoints/`.
+        return e.path if e.archive and (e.folder or e.parent) else f"checkpoints/{_url_name(e)}"
     if e.layout == Layout.HF_CACHE:
         f = hub_file(e)
         if f is None:

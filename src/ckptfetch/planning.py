@@ -44,6 +44,8 @@ def plan(
         if e.path in unlisted:
             return PlanItem(e, Action.FAILED, unlisted[e.path])
         status, _ = check_entry(root, e, cache)
+        if status == Check.FOLDER:
+            return PlanItem(e, Action.FETCH, "missing")  # a folder of an archive: its files come out of it
         if status == Check.OK and not force:
             return PlanItem(e, Action.PRESENT)
         if e.manual is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from . import _testhooks
 from .errors import CkptfetchError
 from .layout import blob_of
+from .manifest import FileEntry
 from .proclock import locked
 from .results import FileOutcome, Plan
 from .state import RECORD, state_dir, unwritable
@@ -103,12 +104,18 @@ def _write(dest: Path, manifest: str, source: str, variants: Iterable[str],
             raise unwritable(path.parent, exc) from None
 
 
-def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome]) -> None:
-    """Write what a run installed (and what it did not) into DIR/.ckptfetch/record.json."""
+def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome], children: Mapping[str, FileEntry] | None = None) -> None:
+    """Write what a run installed (and what it did not) into DIR/.ckptfetch/record.json.
+
+    `children` are the entries of files a folder of an archive yielded; a folder that failed as a whole is not
+    recorded (its files are unknown).
+    """
     files: dict[str, dict[str, Any]] = {}
     for o in outcomes:
         # Every selected file is recorded, fetched or not, so `verify DIR` reports what a failed run left MISSING.
-        e = p.manifest.files[o.path]
+        e = (children or {}).get(o.path) or p.manifest.files[o.path]
+        if e.folder:
+            continue
         # The manifest's pins, plus the sha256 verified on the way (e.g. the one the Hub declared).
         pins: dict[str, Any] = dict(e.integrity.checks)
         at = o.at or o.path
@@ -129,6 +136,8 @@ def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome]) -> None:
         commit = e.commit or o.meta.get("commit")
         if commit:
             pins["commit"] = commit
+        if "from" in o.meta:
+            pins["from"] = o.meta["from"]  # which archive and folder the file came out of
         files[o.path] = pins
     if files:
         _testhooks.point("record")

@@ -22,9 +22,10 @@ from .concrete import ManifestRef, check_entry, located
 from .download import Settings, make_session
 from .download.engine import fsync_dir
 from .errors import CkptfetchError, Interrupted, UnsafeArchive
-from .extract import Wanted, extract
+from .extract import Wanted, WantedFolder, extract
+from .folders import archive_id, file_entry, inside
 from .layout import blob_target, link_snapshot
-from .manifest import Archive, FileEntry
+from .manifest import Archive, FileEntry, Integrity
 from .planning import plan
 from .proclock import locked
 from .progress import NullReporter, Reporter
@@ -34,7 +35,7 @@ from .sources.huggingface import at_commit
 from .sourcing import Fetcher
 from .state import VerifiedCache, state_dir
 from .status import Action, Check, Layout, Outcome
-from .urls import Mirror, env_mirrors
+from .urls import Mirror, env_mirrors, redact
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Run:
     cache: VerifiedCache
     force: bool
     outcomes: dict[str, FileOutcome] = field(default_factory=dict)
+    children: dict[str, FileEntry] = field(default_factory=dict)  # files a folder of an archive yielded
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -59,6 +61,11 @@ class Run:
     def done(self, outcome: FileOutcome) -> None:
         with self.lock:
             self.outcomes[outcome.path] = outcome
+
+    def adopt(self, child: FileEntry) -> None:
+        """A file a folder yielded: an entry of its own from now on (for the record and the result)."""
+        with self.lock:
+            self.children[child.path] = child
 
     def recheck(self, e: FileEntry) -> dict[str, str] | None:
         """Digests if the target is now present and correct (another process may have fetched it)."""
@@ -132,13 +139,16 @@ def fetch_url(run: Run, e: FileEntry) -> None:
 
 
 def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
-    """Download one archive (kept in DIR/.ckptfetch/archives/ until every member is in place) and extract `entries`."""
+    """Download one archive (kept in DIR/.ckptfetch/archives/ until every member is in place) and extract `entries`.
+
+    A folder entry (a folder of the archive whose files are not known yet) becomes one entry per file it yields.
+    """
     m = run.plan.manifest
     dest = run.dest
     with locked(dest, f"archive:{m.name}:{archive.name}", run.settings.cancel):
         todo = []
         for e in entries:
-            have = run.recheck(e)
+            have = None if e.folder else run.recheck(e)
             if have is not None:
                 run.present(e, have, located(e, dest))
             else:
@@ -150,17 +160,47 @@ def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
         if results is None:
             return
         for e in todo:
+            if e.folder:
+                _folder_outcomes(run, archive, e, results)
+                continue
             res = results[e.member or ""]
             if isinstance(res, dict):
                 run.fetched(e, at[e.path], res)
             else:
                 run.failed(e, str(res))
         # Drop the cached archive once every file the manifest takes from it is in place.
-        cached = _cached_archive(run, archive)
-        members = [f for f in m.files.values() if f.archive == archive.name]
-        if all(check_entry(dest, f, run.cache)[0] == Check.OK for f in members):
+        if all(_in_place(run, f) for f in m.files.values() if f.archive == archive.name):
+            cached = _cached_archive(run, archive)
             cached.unlink(missing_ok=True)
             drop_leftovers(cached)
+
+
+def _folder_outcomes(run: Run, archive: Archive, e: FileEntry,
+                     results: dict[str, dict[str, str] | CkptfetchError]) -> None:
+    """One outcome per file a folder of the archive yielded, each tagged with where it came from."""
+    prefix = (e.member or "").strip("/")
+    failure = results.get(prefix + "/")
+    if failure is not None:
+        run.failed(e, str(failure))
+        return
+    tag = archive_id(archive, e)
+    for name, res in sorted(results.items()):
+        rel = inside(e, name)
+        if rel is None:
+            continue
+        child = file_entry(e, rel, Integrity(), None)
+        run.adopt(child)
+        if isinstance(res, dict):
+            run.fetched(child, located(child, run.dest) or child.path, res, {"from": tag})
+        else:
+            run.failed(child, str(res))
+
+
+def _in_place(run: Run, f: FileEntry) -> bool:
+    if f.folder:  # its files were extracted just now (or it failed)
+        kids = [run.outcomes[path] for path, child in run.children.items() if child.parent == f.path]
+        return bool(kids) and all(o.status == Outcome.FETCHED for o in kids)
+    return check_entry(run.dest, f, run.cache)[0] == Check.OK
 
 
 def _cached_archive(run: Run, archive: Archive) -> Path:
@@ -173,16 +213,18 @@ def _download_and_extract(
     """Extract `todo` from the (downloaded or cached) archive; None when it failed as a whole (outcomes are set)."""
     cached = _cached_archive(run, archive)
     label = f"{archive.name} (archive)"
-    algos = {e.path: tuple(run.fetcher.algos(e.integrity.checks)) for e in todo}
+    wanted = [Wanted(e.member or "", run.dest / at[e.path], at[e.path], e.integrity.checks, e.integrity.size,
+                     tuple(run.fetcher.algos(e.integrity.checks))) for e in todo if not e.folder]
+    folders = [WantedFolder((e.member or "").strip("/"), run.dest / at[e.path], e.path, e.include,
+                            tuple(run.fetcher.algos({}))) for e in todo if e.folder]
     for attempt in (1, 2):
         try:
             if not cached.is_file():
                 run.fetcher.fetch(archive.urls, cached, archive.integrity, label)
                 run.fetcher.reporter.finish(label, True)
             _testhooks.point("archive-downloaded")
-            wanted = [Wanted(e.member or "", run.dest / at[e.path], at[e.path], e.integrity.checks, e.integrity.size,
-                             algos[e.path]) for e in todo]
-            return extract(cached, wanted, label=label, declared_format=archive.format, cancel=run.settings.cancel)
+            return extract(cached, wanted, folders=folders, label=label, declared_format=archive.format,
+                           cancel=run.settings.cancel, source=redact(archive.urls[0]))
         except Interrupted:
             raise
         except CkptfetchError as exc:
@@ -367,13 +409,18 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
         run.fetcher.session.close()
         sync_dirs(run.dest, [o.at or o.path for o in run.outcomes.values() if o.status == Outcome.FETCHED])
         try:
-            record_outcomes(run.plan, run.outcomes.values())
+            record_outcomes(run.plan, run.outcomes.values(), run.children)
         except CkptfetchError as exc:
             record_error = exc
         run.cache.close()
     m = run.plan.manifest
     order = {e.path: n for n, e in enumerate(m.files.values())}
-    result = FetchResult(m.name, run.dest, sorted(run.outcomes.values(), key=lambda o: order[o.path]))
+
+    def place(o: FileOutcome) -> tuple[int, str]:
+        child = run.children.get(o.path)
+        return order[child.parent if child is not None and child.parent else o.path], o.path
+
+    result = FetchResult(m.name, run.dest, sorted(run.outcomes.values(), key=place))
     # A record that cannot be written (e.g. the disk that just filled up) must not hide the files' own errors,
     # which already say what to do; the next run writes it. On a run where every file is fine it is the error.
     if record_error is not None and result.ok:

@@ -43,6 +43,9 @@ def expected_from_manifest(m: Manifest, root: Path) -> dict[str, Expected]:
     m = concrete(m, root, online=False)
     out = {}
     for e in m.files.values():
+        if e.folder:  # a folder of an archive never extracted here
+            out[e.path] = Expected({}, None, None, verdict=(Check.MISSING, "its files come out of its archive"))
+            continue
         at = located(e, root)
         blob = blob_of(root, at) if at is not None and e.layout == Layout.HF_CACHE else None
         out[e.path] = Expected(dict(e.integrity.checks), e.integrity.size, at, blob)
@@ -108,9 +111,10 @@ def compare_with_manifest(m: Manifest, root: Path, info: dict[str, Any], expecte
     for e in m.select(variants, info.get("only") or ()):
         x = expected.get(e.path)
         if x is None or e.path in unlisted:
-            at = None if e.folder else located(e, root)
-            expected[e.path] = Expected(dict(e.integrity.checks), e.integrity.size, at, repair=repair,
-                                        verdict=(Check.MISSING, "added to the manifest since the last `get`"))
+            why = ("its files are not known here: it was never fetched, or where it comes from changed since"
+                   if e.folder else "added to the manifest since the last `get`")
+            expected[e.path] = Expected(dict(e.integrity.checks), e.integrity.size, None, repair=repair,
+                                        verdict=(Check.MISSING, why))
             continue
         x.repair = repair
         changed = _changed_pin(e.integrity.checks, e.integrity.size, recorded.get(e.path, {}))
