@@ -143,11 +143,16 @@ def blob_of(dest: Path, rel: str) -> str | None:
 def blob_target(dest: Path, e: FileEntry, meta: dict[str, str]) -> tuple[Path, str, str]:
     """(blob path, commit, etag) for a Hub file resolved with `meta`."""
     f = hub_file(e)
-    commit, etag = meta.get("commit"), meta.get("etag")
+    # From a plain mirror (offline) the Hub says nothing: a lock file's commit and sha256 stand in. The blob is
+    # then named by its sha256, as huggingface_hub names LFS blobs (it names small files by their git blob id);
+    # hf_hub_download reads through the snapshot link either way.
+    commit = meta.get("commit") or e.commit
+    etag = meta.get("etag") or (e.integrity.hashes.get("sha256") if e.commit else None)
     if f is None or not commit or not hf.COMMIT_RE.match(commit) or not etag:
         raise DownloadError(
-            f"{e.path}: the hf-cache layout needs the Hub's commit and etag, but the source did not give them "
-            "(a plain mirror of a Hub URL?); use --layout plain with such a mirror"
+            f"{e.path}: the hf-cache layout needs the Hub's commit and the file's etag or sha256, and neither the "
+            "source (a plain mirror?) nor a lock file gave them; run `ckptfetch lock` once where the Hub is "
+            "reachable, or use --layout plain"
         )
     if "/" in etag or etag in (".", "..") or "\x00" in etag:
         raise DownloadError(f"{e.path}: the Hub sent an etag that is not a valid blob name; refused")

@@ -24,16 +24,18 @@ def plan(
     force: bool = False,
     layout: str | None = None,
     settings: Settings | None = None,
+    offline: bool = False,
 ) -> Plan:
     """What `fetch` would do: which selected files are present and correct.
 
     Folder entries are listed through the Hub (or taken from the lock file), so
-    the plan is per file. `layout` overrides the manifest's default layout.
+    the plan is per file; `offline`, only from the lock file or the record.
+    `layout` overrides the manifest's default layout.
     """
     m = with_layout(load(manifest), layout)
     root = destination(m, dest, layout)
     unlisted: dict[str, str] = {}
-    m = concrete(m, root, variants, only, settings=settings, unlisted=unlisted)
+    m = concrete(m, root, variants, only, online=not offline, settings=settings, unlisted=unlisted)
     entries = m.select(variants, only)
     if not entries:
         raise UsageError(f"the selection matches no file of manifest {m.name!r}; check --only / --variant")

@@ -35,7 +35,7 @@ from .sources.huggingface import at_commit
 from .sourcing import Fetcher
 from .state import VerifiedCache, state_dir
 from .status import Action, Check, Layout, Outcome
-from .urls import Mirror, env_mirrors, redact
+from .urls import Mirror, env_mirrors, env_offline, redact
 
 
 @dataclass
@@ -109,8 +109,9 @@ def fetch_url(run: Run, e: FileEntry) -> None:
             drop_leftovers(dest / (rel or e.path))
             run.present(e, have, rel)
             return
-        # A lock (or a folder listing) pins Hub files to a commit: fetch exactly that one.
-        urls = [at_commit(u, e.commit) for u in e.urls] if e.commit else list(e.urls)
+        # A lock (or a folder listing) pins Hub files to a commit: ask for exactly that one, then for the
+        # revision as written (a mirror may keep `resolve/main/`); the pins decide what is accepted.
+        urls = list(dict.fromkeys([at_commit(u, e.commit) for u in e.urls] + list(e.urls))) if e.commit else list(e.urls)
         blob: Path | None = None
         try:
             if e.layout == Layout.HF_CACHE:
@@ -366,6 +367,7 @@ def fetch(
     on_plan: Callable[[Plan], None] | None = None,
     layout: str | None = None,
     algorithms: Sequence[str] = (),
+    offline: bool | None = None,
 ) -> FetchResult:
     """Fetch, extract and verify the selected files of `manifest` into `dest`.
 
@@ -373,14 +375,17 @@ def fetch(
     torch-hub: huggingface_hub's or torch's cache dir). `layout` overrides the
     manifest's default layout. `connections` is how many connections one large
     file may use when its server takes byte ranges. `algorithms` are extra
-    digests computed on the way (in `FileOutcome.digests`). Returns a
+    digests computed on the way (in `FileOutcome.digests`). `offline` (default:
+    CKPTFETCH_OFFLINE) uses only mirrors and local sources, and takes folder
+    listings and Hub commits from the lock file or the record. Returns a
     `FetchResult`; raises `ManifestError` / `UsageError` for bad input and
     `Interrupted` when `settings.cancel` is set (partial files are kept for
     the next run).
     """
     settings = settings or Settings.from_env()
+    offline = env_offline() if offline is None else offline
     p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), force=force, layout=layout,
-             settings=settings)
+             settings=settings, offline=offline)
     if on_plan is not None:
         on_plan(p)
     if dry_run:
@@ -394,7 +399,7 @@ def fetch(
         settings.connections = max(1, connections)
     session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))
     fetcher = Fetcher(p.dest, list(env_mirrors() if mirrors is None else mirrors), settings, session,
-                      reporter or NullReporter(), tuple(algorithms))
+                      reporter or NullReporter(), tuple(algorithms), offline)
     run = Run(p, fetcher, VerifiedCache(p.dest), force)
     _settle_unfetched(run)
     return _finish(run, lambda: run_all(_tasks(run), jobs, settings.cancel))

@@ -36,3 +36,11 @@ def mirror_option(f: F) -> F:
 
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
+
+
+def offline_option(f: F) -> F:
+    """`--offline`: no request to an original host (CKPTFETCH_OFFLINE=1 does the same)."""
+    return click.option("--offline", is_flag=True,
+                        help="Use only mirrors (--mirror) and local files: no request reaches an original host, the "
+                             "Hub included; folder listings and Hub commits come from the lock file or the record "
+                             "(also CKPTFETCH_OFFLINE=1).")(f)

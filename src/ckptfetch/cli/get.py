@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode
 from ..status import LAYOUTS
-from .common import consoles, emit_json, mirror_option
+from .common import consoles, emit_json, mirror_option, offline_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -73,6 +73,7 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
               help="Connections per large file when the server takes byte ranges [default: 8; CKPTFETCH_CONNECTIONS].")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @mirror_option
+@offline_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there.")
 @click.option("--force", is_flag=True, help="Fetch again even files that are present and correct.")
@@ -82,8 +83,8 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
                    "Hub cache (HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) and torch-hub to "
                    "$TORCH_HOME/hub (else ~/.cache/torch/hub).")
 def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], dest: str | None,
-        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], no_progress: bool, as_json: bool,
-        force: bool, layout: str | None) -> None:
+        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], offline: bool, no_progress: bool,
+        as_json: bool, force: bool, layout: str | None) -> None:
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
 
     Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
@@ -120,7 +121,7 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
     try:
         result = fetch(manifest, dest, variants=chosen, only=only, jobs=jobs, connections=connections, force=force,
                        mirrors=mirror_list, layout=layout,
-                       dry_run=dry_run, reporter=reporter, on_plan=on_plan)
+                       dry_run=dry_run, reporter=reporter, on_plan=on_plan, offline=True if offline else None)
     finally:
         if reporter is not None and getattr(reporter, "close", None):
             reporter.close()
