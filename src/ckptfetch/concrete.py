@@ -22,7 +22,7 @@ from .lock import apply_lock, find_lock
 from .manifest import FileEntry, Manifest
 from .record import read_record
 from .sources import Context
-from .state import VerifiedCache
+from .state import VerifiedCache, state_dir
 from .status import LAYOUTS, Check, Layout
 
 ManifestRef = str | os.PathLike[str] | Manifest
@@ -108,6 +108,11 @@ def located(e: FileEntry, root: Path) -> str | None:
     return e.path if e.layout == Layout.PLAIN else layout_located(e, root)
 
 
+def cached_archive(dest: Path, manifest: str, archive: str) -> Path:
+    """Where a run keeps a downloaded archive until every file it yields is in place."""
+    return state_dir(dest) / "archives" / f"{manifest}--{archive}"
+
+
 def check_entry(root: Path, e: FileEntry, cache: VerifiedCache | None) -> tuple[Check, str]:
     """(OK | FAILED | MISSING | FOLDER, detail) for one manifest entry, wherever its layout puts it."""
     if e.folder:
@@ -118,4 +123,4 @@ def check_entry(root: Path, e: FileEntry, cache: VerifiedCache | None) -> tuple[
     return check_file(root, rel, e.integrity.checks, e.integrity.size, cache)
 
 
-__all__ = ["ManifestRef", "check_entry", "concrete", "destination", "load", "located", "with_layout"]
+__all__ = ["ManifestRef", "cached_archive", "check_entry", "concrete", "destination", "load", "located", "with_layout"]

@@ -24,8 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ManifestError
-from .manifest import Archive, FileEntry, Integrity, Manifest, path_matches, path_problem
+from .manifest import Archive, FileEntry, Integrity, Manifest
 from .sources import huggingface as hf
+from .targets import path_matches, path_problem
+from .threads import parallel
 
 if TYPE_CHECKING:
     from .sources import Context
@@ -83,7 +85,7 @@ def file_entry(e: FileEntry, rel: str, integrity: Integrity, commit: str | None)
 def might_select(e: FileEntry, m: Manifest, variants: Sequence[str], only: Sequence[str]) -> bool:
     """Whether a folder entry could yield a selected file (so it must be listed); errs towards yes."""
     def could(pattern: str) -> bool:
-        if path_matches(e.path, pattern):
+        if path_matches(e.path, pattern) or "/" not in pattern.rstrip("/"):  # a bare name may be inside
             return True
         literal = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
         return literal.startswith(e.path) or e.path.startswith(literal)
@@ -102,14 +104,17 @@ def expand(
     """`m` with each folder entry replaced by its files (from `lister`); unwanted folders are dropped."""
     if not any(e.folder for e in m.files.values()):
         return m
+    # Folders are listed side by side: each listing is a few requests (with retries) to the Hub.
+    folders = [e for e in m.files.values() if e.folder and wanted(e)]
+    listed = dict(zip((e.path for e in folders), parallel(lister, folders, workers=8), strict=True))
     files: dict[str, FileEntry] = {}
     for key, e in m.files.items():
         if not e.folder:
             files[key] = e
             continue
-        if not wanted(e):
+        if key not in listed:
             continue
-        for child in lister(e):
+        for child in listed[key]:
             if child is e:  # the folder could not be listed; it stays as it is, and says why in the plan
                 files[key] = e
                 continue
@@ -125,7 +130,8 @@ def hub_lister(ctx: Context) -> Callable[[FileEntry], list[FileEntry]]:
     """List folder entries through the Hub's tree API."""
 
     def lister(e: FileEntry) -> list[FileEntry]:
-        folder, commit, tree = hf.list_folder(e.urls[0], ctx)
+        # Errors name the manifest's key (what the user wrote), not only the repo.
+        folder, commit, tree = hf.list_folder(e.urls[0], dataclasses.replace(ctx, label=e.path))
         out = []
         for t in tree:
             rel = inside(e, t.path)

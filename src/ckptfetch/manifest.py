@@ -7,10 +7,8 @@ name is `discovery`'s job.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,6 +19,7 @@ from . import yamlsafe
 from .errors import ManifestError
 from .hashing import ALGORITHMS, is_hex_digest, sha256_from_url
 from .status import LAYOUTS, Layout
+from .targets import path_matches, path_problem, selects
 from .urls import redact
 from .yamlsafe import hint, short
 
@@ -122,8 +121,10 @@ class Manifest:
     description: str = ""
     homepage: str = ""
 
-    def select(self, variants: Sequence[str] = (), only: Sequence[str] = ()) -> list[FileEntry]:
-        """Files in the union of `variants` (all when empty), narrowed by `only` globs."""
+    def select(self, variants: Sequence[str] = (), only: Sequence[str] = (),
+               exclude: Sequence[str] = ()) -> list[FileEntry]:
+        """Files in the union of `variants` (all when empty), narrowed by `only` and `exclude` selectors
+        (see `selects`)."""
         paths = list(self.files)
         if variants:
             chosen: dict[str, None] = {}
@@ -137,7 +138,9 @@ class Manifest:
                     chosen.update(dict.fromkeys(p for p in paths if path_matches(p, pattern)))
             paths = [p for p in paths if p in chosen]
         if only:
-            paths = [p for p in paths if any(path_matches(p, g) for g in only)]
+            paths = [p for p in paths if any(selects(p, g) for g in only)]
+        if exclude:
+            paths = [p for p in paths if not any(selects(p, g) for g in exclude)]
         return [self.files[p] for p in paths]
 
     def total_size(self, entries: Iterable[FileEntry]) -> int | None:
@@ -462,35 +465,6 @@ def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:
         for parent in PurePosixPath(p).parents:
             if str(parent) in paths:
                 raise parser.fail(f"target {str(parent)!r} is a file but also the folder of {p!r}", "files", p)
-
-
-def path_matches(path: str, pattern: str) -> bool:
-    """fnmatch, and a pattern ending in `/` (a folder entry's key) also takes everything under it."""
-    if fnmatch.fnmatchcase(path, pattern):
-        return True
-    return pattern.endswith("/") and (path.startswith(pattern) or fnmatch.fnmatchcase(path, pattern + "*"))
-
-
-def path_problem(text: str) -> str | None:
-    """Why `text` is not a safe relative POSIX path, or None when it is."""
-    if "\\" in text:
-        return "contains a backslash; use forward slashes"
-    if text.startswith("/"):
-        return "is absolute; paths are relative to the destination"
-    if re.match(r"^[A-Za-z]:", text):
-        return "has a drive letter; paths are relative to the destination"
-    if any(ord(c) < 32 or c == "\x7f" for c in text):
-        return "contains a control character"
-    if any(unicodedata.bidirectional(c) in ("LRO", "RLO", "LRE", "RLE", "PDF", "LRI", "RLI", "FSI", "PDI") for c in text):
-        return "contains a bidirectional-override character, which makes printed paths lie"
-    parts = text.split("/")
-    if any(part == ".." for part in parts):
-        return "contains `..`"
-    if any(part in ("", ".") for part in parts):
-        return "has an empty or `.` component"
-    if parts[0] == ".ckptfetch":
-        return "is inside .ckptfetch/, which ckptfetch reserves for its records"
-    return None
 
 
 def manifest_stem(path: Path) -> str:

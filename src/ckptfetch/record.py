@@ -53,25 +53,32 @@ def _merged_only(old: list[str] | None, new: list[str]) -> list[str] | None:
     return sorted(set(old) | set(new))
 
 
+def _merged_exclude(old: list[str] | None, new: list[str]) -> list[str] | None:
+    """The `--exclude` selectors both runs left out (what one run took is in); None when nothing is."""
+    both = sorted(set(old or ()) & set(new))
+    return both or None
+
+
 def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str],
-                  files: Mapping[str, Mapping[str, Any]], *, only: Iterable[str] = (),
+                  files: Mapping[str, Mapping[str, Any]], *, only: Iterable[str] = (), exclude: Iterable[str] = (),
                   manifest_stat: list[int] | None = None) -> None:
     """Merge installed `files` of `manifest` into the record, atomically.
 
     Nothing is written (and no lock taken) when the record already says it all,
     so a run that finds everything in place also works on a read-only DIR.
     """
-    only = sorted(only)
+    only, exclude = sorted(only), sorted(exclude)
     current = read_record(dest)
     entry = current["manifests"].get(manifest)
     says_it_all = (entry is not None and entry.get("source") == source
                    and set(variants) <= set(entry.get("variants", []))
                    and _merged_only(entry.get("only"), only) == entry.get("only")
+                   and _merged_exclude(entry.get("exclude"), exclude) == entry.get("exclude")
                    and all(entry.get("files", {}).get(k) == dict(v) for k, v in files.items()))
     if says_it_all and entry is not None and entry.get("manifest_stat") == manifest_stat:
         return
     try:
-        _write(dest, manifest, source, variants, files, only, manifest_stat)
+        _write(dest, manifest, source, variants, files, only, exclude, manifest_stat)
     except CkptfetchError:
         if not says_it_all:
             raise
@@ -80,18 +87,21 @@ def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str
 
 
 def _write(dest: Path, manifest: str, source: str, variants: Iterable[str],
-           files: Mapping[str, Mapping[str, Any]], only: list[str], manifest_stat: list[int] | None) -> None:
+           files: Mapping[str, Mapping[str, Any]], only: list[str], exclude: list[str],
+           manifest_stat: list[int] | None) -> None:
     with locked(dest, "record"):
         data = read_record(dest)
         entry = data["manifests"].get(manifest)
         merged = (only or None) if entry is None else _merged_only(entry.get("only"), only)
+        excluded = (exclude or None) if entry is None else _merged_exclude(entry.get("exclude"), exclude)
         entry = data["manifests"].setdefault(manifest, {"source": source, "variants": [], "files": {}})
         entry["source"] = source
         entry["variants"] = sorted(set(entry.get("variants", [])) | set(variants))
-        if merged is None:
-            entry.pop("only", None)
-        else:
-            entry["only"] = merged
+        for key, value in (("only", merged), ("exclude", excluded)):
+            if value is None:
+                entry.pop(key, None)
+            else:
+                entry[key] = value
         entry["manifest_stat"] = manifest_stat
         entry.setdefault("files", {}).update({k: dict(v) for k, v in files.items()})
         path = state_dir(dest) / RECORD
@@ -142,7 +152,7 @@ def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome], children: Mapping[
     if files:
         _testhooks.point("record")
         update_record(p.dest, p.manifest.name, str(p.manifest.source), p.variants, files, only=p.only,
-                      manifest_stat=fingerprint(p.manifest.source))
+                      exclude=p.exclude, manifest_stat=fingerprint(p.manifest.source))
 
 
 __all__ = ["fingerprint", "read_record", "record_outcomes", "update_record"]

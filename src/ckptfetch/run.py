@@ -18,10 +18,10 @@ from pathlib import Path
 
 from . import _testhooks
 from .checking import check_file, file_digests
-from .concrete import ManifestRef, check_entry, located
+from .concrete import ManifestRef, cached_archive, check_entry, located
 from .download import Settings, make_session
 from .download.engine import fsync_dir
-from .errors import CkptfetchError, Interrupted, UnsafeArchive
+from .errors import CkptfetchError, Interrupted, UnsafeArchive, UsageError
 from .extract import Wanted, WantedFolder, extract
 from .folders import archive_id, file_entry, inside
 from .layout import blob_target, link_snapshot
@@ -31,9 +31,10 @@ from .proclock import locked
 from .progress import NullReporter, Reporter
 from .record import record_outcomes
 from .results import FetchResult, FileOutcome, Plan
+from .sizing import learn_sizes, partial_of
 from .sources.huggingface import at_commit
 from .sourcing import Fetcher
-from .state import VerifiedCache, state_dir
+from .state import VerifiedCache
 from .status import Action, Check, Layout, Outcome
 from .urls import Mirror, env_mirrors, env_offline, redact
 
@@ -205,7 +206,7 @@ def _in_place(run: Run, f: FileEntry) -> bool:
 
 
 def _cached_archive(run: Run, archive: Archive) -> Path:
-    return state_dir(run.dest) / "archives" / f"{run.plan.manifest.name}--{archive.name}"
+    return cached_archive(run.dest, run.plan.manifest.name, archive.name)
 
 
 def _download_and_extract(
@@ -345,7 +346,7 @@ def _dry_run(p: Plan) -> FetchResult:
     status = {Action.PRESENT: Outcome.PRESENT, Action.FETCH: Outcome.PLANNED, Action.MANUAL: Outcome.MANUAL,
               Action.FAILED: Outcome.FAILED}
     return FetchResult(p.manifest.name, p.dest, [
-        FileOutcome(i.entry.path, status[i.action], i.entry.integrity.size, i.entry.kind, manual=i.entry.manual,
+        FileOutcome(i.entry.path, status[i.action], i.size, i.entry.kind, manual=i.entry.manual,
                     manual_url=i.entry.manual_url, error=i.reason if i.action == Action.FAILED else None)
         for i in p.items
     ], dry_run=True)
@@ -357,6 +358,7 @@ def fetch(
     *,
     variants: Sequence[str] = (),
     only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
     jobs: int = 16,  # per-request latency, not bandwidth, bounds many small files; a pool this size hides it
     connections: int | None = None,
     force: bool = False,
@@ -384,25 +386,78 @@ def fetch(
     """
     settings = settings or Settings.from_env()
     offline = env_offline() if offline is None else offline
-    p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), force=force, layout=layout,
+    p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), exclude=tuple(exclude), force=force,
+             layout=layout,
              settings=settings, offline=offline)
-    if on_plan is not None:
-        on_plan(p)
-    if dry_run:
-        return _dry_run(p)
     jobs = max(1, jobs)
-    try:
-        p.dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CkptfetchError(f"cannot create {p.dest}: {exc.strerror or exc}; choose another --dest.") from None
     if connections is not None:
         settings.connections = max(1, connections)
     session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))
     fetcher = Fetcher(p.dest, list(env_mirrors() if mirrors is None else mirrors), settings, session,
                       reporter or NullReporter(), tuple(algorithms), offline)
+    try:
+        _learn_sizes(p, fetcher)
+        if on_plan is not None:
+            on_plan(p)
+        if dry_run:
+            _usable(p.dest)
+            return _dry_run(p)
+        _make_dest(p.dest)
+    except BaseException:
+        session.close()
+        raise
     run = Run(p, fetcher, VerifiedCache(p.dest), force)
     _settle_unfetched(run)
-    return _finish(run, lambda: run_all(_tasks(run), jobs, settings.cancel))
+    return _finish(run, lambda: _run_tasks(run, jobs))
+
+
+def _run_tasks(run: Run, jobs: int) -> None:
+    """Every fetch the plan needs; an interrupt says what it leaves for the next run."""
+    try:
+        run_all(_tasks(run), jobs, run.settings.cancel)
+    except Interrupted:
+        kept = _partials_kept(run)
+        if kept:
+            raise Interrupted(f"interrupted; {kept} partial download{'s were' if kept > 1 else ' was'} kept in "
+                              f"{run.dest}, run the same command again to resume") from None
+        raise Interrupted("interrupted; no download was under way, nothing was left half-done") from None
+
+
+def _partials_kept(run: Run) -> int:
+    """Partial downloads the next run will resume: beside the plan's targets and in the archive cache."""
+    targets = [located(i.entry, run.dest) for i in run.plan.to_fetch if not i.entry.archive]
+    archives = [cached_archive(run.dest, run.plan.manifest.name, a) for a in run.plan.archives]
+    return sum(1 for t in [*(run.dest / t for t in targets if t), *archives] if partial_of(t) is not None)
+
+
+def _learn_sizes(p: Plan, fetcher: Fetcher) -> None:
+    """Ask the sources for the sizes the manifest does not pin (briefly, all at once), for the plan's costs."""
+    items = [i for i in p.to_fetch if i.size is None and not i.entry.archive]
+    unsized = [name for name, (size, _) in p.archives.items() if size is None]
+    learned = learn_sizes([i.entry for i in items], [p.manifest.archives[n] for n in unsized], fetcher)
+    for i in items:
+        i.size = learned.get(i.entry.path)
+    for name in unsized:
+        p.archives[name] = (learned.get(f"archive:{name}"), p.archives[name][1])
+
+
+def _usable(dest: Path) -> None:
+    """Refuse a destination that cannot be one (checked without creating anything, for --dry-run)."""
+    probe = dest
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"cannot use the destination {dest}: {probe} is a file in the way; choose another --dest.")
+
+
+def _make_dest(dest: Path) -> None:
+    """Create the destination; one that cannot be (a file in the way, read-only) is a usage error."""
+    _usable(dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if dest.exists() or isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise UsageError(f"cannot create the destination {dest}: {why}; choose another --dest.") from None
 
 
 def _finish(run: Run, work: Callable[[], None]) -> FetchResult:

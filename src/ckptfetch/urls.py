@@ -9,7 +9,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import UsageError
 
-_SECRET_PARAMS = re.compile(r"(token|key|secret|signature|sig|password|passwd|auth|credential)", re.IGNORECASE)
+# Query parameters that carry secrets: tokens, passwords, signatures, credentials, API and access keys. Not every
+# "key": Dropbox's `rlkey` is part of a public share link (anyone with the link has it), so it stays readable.
+_SECRET_PARAMS = re.compile(
+    r"(token|secret|signature|password|passwd|auth|credential|^sig$|^key$|api_?key|access_?key|private_?key|_key$)",
+    re.IGNORECASE,
+)
 
 Mirror = tuple[str, str]
 
@@ -19,6 +24,8 @@ def redact(url: str) -> str:
 
     >>> redact("https://u:p@host/x?token=abc&a=1")
     'https://***@host/x?token=***&a=1'
+    >>> redact("https://www.dropbox.com/scl/fi/k/m.zip?rlkey=pub&dl=1")
+    'https://www.dropbox.com/scl/fi/k/m.zip?rlkey=pub&dl=1'
     """
     try:
         parts = urlsplit(url)

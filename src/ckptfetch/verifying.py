@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checking import check_cached, check_file, parallel
+from .checking import check_cached, check_file
 from .concrete import ManifestRef, concrete, load, located
-from .discovery import resolve_manifest
+from .discovery import resolve_manifest, shown_name
 from .errors import ManifestError, UsageError
 from .hashing import ALGORITHMS
 from .layout import blob_of, own_files
@@ -21,6 +21,7 @@ from .record import read_record
 from .results import VerifyItem, VerifyResult
 from .state import STATE_DIR, VerifiedCache
 from .status import Check, Layout
+from .threads import parallel
 
 
 @dataclass
@@ -92,12 +93,7 @@ def _manifest_of(name: str, source: Any) -> Manifest | None:
 
 def repair_command(m: Manifest, root: Path, variants: Sequence[str]) -> str:
     """The command that fetches what `m` lists into `root` (the manifest by name when discovery finds it)."""
-    try:
-        by_name = resolve_manifest(m.name).source.resolve() == m.source.resolve()
-    except ManifestError:
-        by_name = False
-    which = m.name if by_name else str(m.source)
-    return " ".join(["ckptfetch", "get", shlex.quote(which), *(f"--variant {shlex.quote(v)}" for v in variants),
+    return " ".join(["ckptfetch", "get", shown_name(m), *(f"--variant {shlex.quote(v)}" for v in variants),
                      "--dest", shlex.quote(str(root))])
 
 
@@ -108,7 +104,7 @@ def compare_with_manifest(m: Manifest, root: Path, info: dict[str, Any], expecte
     unlisted: dict[str, str] = {}
     m = concrete(m, root, online=False, unlisted=unlisted)
     recorded = info.get("files", {})
-    for e in m.select(variants, info.get("only") or ()):
+    for e in m.select(variants, info.get("only") or (), info.get("exclude") or ()):
         x = expected.get(e.path)
         if x is None or e.path in unlisted:
             why = ("its files are not known here: it was never fetched, or where it comes from changed since"

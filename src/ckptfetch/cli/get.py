@@ -24,20 +24,46 @@ def _print_plan(out: Console, p: Plan) -> None:
     present = [i for i in p.items if i.action == "present"]
     fetch = p.to_fetch
     manual = [i for i in p.items if i.action == "manual"]
-    size = p.bytes_to_fetch()
-    what = f"{len(fetch)} to fetch" + (f" ({human_size(size)})" if size is not None and fetch else "")
-    unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
     n = len(p.items)
-    out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {n} file{'' if n == 1 else 's'}, {len(present)} present, {what}"
+    unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
+    out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {n} file{'' if n == 1 else 's'}, {len(present)} present, "
+              f"{len(fetch)} to fetch{_cost(p) if fetch else ''}"
               + (f", {len(manual)} manual" if manual else "")
               + (f" ({unpinned} unpinned)" if unpinned else ""))
+    for name, (size, here) in p.archives.items():
+        out.print(f"  [cyan]download[/cyan] {name} (archive)  {_size(size, here)}", highlight=False)
     for i in p.items:
         if i.action == "present":
             continue
         tag = {"fetch": "[cyan]fetch[/cyan]", "manual": "[yellow]manual[/yellow]", "failed": "[red]cannot list[/red]"}[i.action]
         why = f" ({i.reason})" if i.reason and i.reason not in ("missing",) and i.action != "failed" else ""
-        size_text = human_size(i.entry.integrity.size) if i.entry.integrity.size is not None else ""
+        size_text = "" if i.entry.archive or i.action == "failed" else _size(i.size, i.resume)
+        if i.entry.archive and i.action == "fetch":
+            size_text = f"from {i.entry.archive}" + (f", {human_size(i.size)}" if i.size is not None else "")
         out.print(f"  {tag} {i.entry.path}{why}  {size_text}".rstrip(), highlight=False)
+
+
+def _size(size: int | None, here: int) -> str:
+    """"477 MiB", "size unknown", or "477 MiB (resume: 386 MiB here)"."""
+    from ..describe import human_size
+
+    text = human_size(size)
+    return f"{text} (resume: {human_size(here)} here)" if here else text
+
+
+def _cost(p: Plan) -> str:
+    """" (2.4 GiB)", " (at least 2.4 GiB; 3 sizes unknown)", " (2.1 GiB; 386 MiB more already here)"."""
+    from ..describe import human_size
+
+    c = p.cost()
+    if c.unknown and not c.download:
+        return f" ({c.unknown} size{'' if c.unknown == 1 else 's'} unknown)"
+    text = ("at least " if c.unknown else "") + human_size(c.download)
+    if c.unknown:
+        text += f"; {c.unknown} size{'' if c.unknown == 1 else 's'} unknown"
+    if c.here:
+        text += f"; {human_size(c.here)} more already here"
+    return f" ({text})"
 
 
 def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
@@ -65,7 +91,11 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
 @click.argument("manifest")
 @click.option("--minimal", is_flag=True, help="Same as --variant minimal.")
 @click.option("--variant", "variants", multiple=True, metavar="V", help="Only the files of variant V (repeatable).")
-@click.option("--only", multiple=True, metavar="GLOB", help="Only target paths matching GLOB (repeatable).")
+@click.option("--only", multiple=True, metavar="GLOB",
+              help="Only files matching GLOB: a glob over target paths, a folder (with or without its `/`) or a "
+                   "bare file name (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out files matching GLOB, as --only matches "
+                                                                "(repeatable; as in `hf download`).")
 @click.option("--dest", type=click.Path(file_okay=False), help="Destination folder [default: the manifest's root].")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Files fetched at once (many small files gain most from many parallel requests).")
@@ -82,7 +112,8 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
                    "(torch-hub); overrides the manifest's default `layout:`. Without --dest, hf-cache goes to the "
                    "Hub cache (HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) and torch-hub to "
                    "$TORCH_HOME/hub (else ~/.cache/torch/hub).")
-def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], dest: str | None,
+def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], exclude: tuple[str, ...],
+        dest: str | None,
         jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], offline: bool, no_progress: bool,
         as_json: bool, force: bool, layout: str | None) -> None:
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
@@ -107,7 +138,8 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
 
         def on_plan(p: Plan) -> None:
             _print_plan(out, p)
-            reporter_holder.append(TqdmReporter(p.bytes_to_fetch(), file=sys.stderr))
+            if p.to_fetch:  # nothing to fetch: no empty bar
+                reporter_holder.append(TqdmReporter(p.bytes_to_fetch(), file=sys.stderr))
 
         class _Lazy:
             def __getattr__(self, name: str) -> Any:
@@ -119,7 +151,7 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
             _print_plan(out, p)
 
     try:
-        result = fetch(manifest, dest, variants=chosen, only=only, jobs=jobs, connections=connections, force=force,
+        result = fetch(manifest, dest, variants=chosen, only=only, exclude=exclude, jobs=jobs, connections=connections, force=force,
                        mirrors=mirror_list, layout=layout,
                        dry_run=dry_run, reporter=reporter, on_plan=on_plan, offline=True if offline else None)
     finally:
@@ -127,7 +159,14 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
             reporter.close()
     if as_json:
         emit_json(result.to_json())
-    if not dry_run:
-        _print_summary(out, err, result)
-    if not result.ok and not dry_run:
+    if dry_run:
+        # A plan that could not be completed (a folder that cannot be listed) is a failed dry run.
+        for f in result.files:
+            if f.status == "failed":
+                err.print(f"[red]error:[/red] {f.error}", highlight=False)
+        if any(f.status == "failed" for f in result.files):
+            raise SystemExit(ExitCode.FAILED)
+        return
+    _print_summary(out, err, result)
+    if not result.ok:
         raise SystemExit(ExitCode.FAILED)

@@ -226,7 +226,8 @@ def access_error(f: HubFile, status: int, headers: Mapping[str, str], what: str)
         return DownloadError(
             f"{what}: {repo} was not found or you have no access (HTTP {status}) at {f.repo_url}. {hint}"
         )
-    return DownloadError(f"{what}: the Hub answered HTTP {status} for {redact(f.resolve_url())}.")
+    return DownloadError(f"{what}: the Hub answered HTTP {status} for {redact(f.resolve_url())}; try again later, "
+                         "or use --mirror / --offline.")
 
 
 def _request(
@@ -275,7 +276,8 @@ def _request(
             resp.close()
         failures += 1
         if failures > s.retries:
-            raise DownloadError(f"{what}: cannot ask the Hub about {f.repo_id}: {problem}. Try again later.")
+            raise DownloadError(f"{what}: cannot ask the Hub about {f.repo_id}: {problem}. Check the network, or use "
+                                "--mirror / --offline, then run the same command again.")
         delay = wait if wait is not None else min(s.backoff_max, s.backoff * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
         deadline = time.monotonic() + min(delay, s.retry_after_max)
         while (left := deadline - time.monotonic()) > 0 and not s.cancel.is_set():
@@ -410,7 +412,7 @@ def list_folder(url: str, ctx: Context) -> tuple[HubFile, str | None, list[TreeF
     f = parse(url)
     if f is None:
         raise DownloadError(f"{redact(url)} is not a Hugging Face folder URL (hf://ORG/REPO[@REV]/DIR/)")
-    what = f"{f.repo_id}/{f.path}" if f.path else f.repo_id
+    what = ctx.label or (f"{f.repo_id}/{f.path}" if f.path else f.repo_id)
     commit = resolve_commit(ctx, f, what)
     folder = f.path.strip("/")
     files: list[TreeFile] = []
