@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _testhooks
+from .download.partial import drop_leftovers, leftovers
 from .errors import CkptfetchError, DownloadError, Interrupted, UsageError
 from .hashing import first_mismatch, hash_file
 from .progress import NullReporter, Reporter
@@ -425,7 +426,7 @@ class _Run:
             have = self.recheck(e)
             rel = located(e, self.dest)
             if have is not None:
-                _drop_leftovers(self.dest / (rel or e.path))
+                drop_leftovers(self.dest / (rel or e.path))
                 self.done(FileOutcome(e.path, "present", _size_on_disk(self.dest, rel or e.path), "url", digests=have,
                                       at=rel))
                 return
@@ -519,26 +520,7 @@ class _Run:
             members = [f for f in m.files.values() if f.archive == archive.name]
             if all(check_entry(self.dest, f, self.cache)[0] == "OK" for f in members):
                 cached.unlink(missing_ok=True)
-                _drop_leftovers(cached)
-
-
-def _leftovers(target: Path) -> list[Path]:
-    """A download's sidecar beside `target` and the partial it describes (see download.engine.partial_paths).
-
-    A partial without a sidecar is not touched: it may be a member that another
-    process is extracting under the archive's lock, not this file's.
-    """
-    sidecar = target.with_name(target.name + ".ckptfetch-partial.json")
-    tmp = sidecar.with_name(sidecar.name + ".tmp")  # a kill during a sidecar save leaves this
-    if not (sidecar.exists() or tmp.exists()):
-        return []
-    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar, tmp]
-
-
-def _drop_leftovers(target: Path) -> None:
-    """Remove what a run killed between its rename and its clean-up left beside a finished target."""
-    for p in _leftovers(target):
-        p.unlink(missing_ok=True)
+                drop_leftovers(cached)
 
 
 def _size_on_disk(dest: Path, rel: str) -> int | None:
@@ -577,7 +559,7 @@ def _merge_pins(
 
 def _sync_dirs(dest: Path, rels: Iterable[str]) -> None:
     """fsync each folder that received files once, so the renames are durable."""
-    from .download.engine import fsync_dir
+    from .download.partial import fsync_dir
 
     for folder in {(dest / rel).parent for rel in rels}:
         fsync_dir(folder)
@@ -652,9 +634,9 @@ def fetch(
         e = item.entry
         if item.action == PRESENT:
             rel = located(e, p.dest) or e.path
-            if _leftovers(p.dest / rel):
+            if leftovers(p.dest / rel):
                 with locked(p.dest, f"file:{e.path}", settings.cancel):
-                    _drop_leftovers(p.dest / rel)
+                    drop_leftovers(p.dest / rel)
             digests = file_digests(p.dest, rel, run.algos(e.integrity.checks), run.cache) or {}
             run.done(FileOutcome(e.path, "present", _size_on_disk(p.dest, rel), e.kind, digests=digests, at=rel))
         elif item.action == MANUAL:
