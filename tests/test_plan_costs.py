@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ckptfetch.download.engine import _Sidecar, partial_paths
+from ckptfetch.download.partial import Sidecar, partial_paths
 
 from .conftest import blob, cli_env, invoke, md5
 from .fakehub import FakeHub
@@ -92,7 +92,7 @@ def test_a_partial_that_will_be_resumed_says_so(server: TestServer, tmp_path: Pa
     dest.mkdir()
     part, side = partial_paths(dest / "big.bin")
     part.write_bytes(data[: 3 * MiB])
-    _Sidecar(server.url + "/big.bin", server.etag("/big.bin"), len(data),
+    Sidecar(server.url + "/big.bin", server.etag("/big.bin"), len(data),
              {"hashes": {"md5": md5(data)}, "size": len(data)}).save(side)
     r = invoke("get", str(m), "--dest", str(dest), "--dry-run")
     assert r.returncode == 0

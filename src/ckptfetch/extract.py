@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from . import _testhooks, compat
+from .download.partial import PARTIAL_SUFFIX
 from .errors import CkptfetchError, HashMismatch, Interrupted, UnsafeArchive
 from .hashing import MultiHasher
 from .pins import first_mismatch
@@ -231,7 +232,7 @@ class _Want:
 
 
 def _partial(w: Wanted) -> Path:
-    return w.target.with_name(w.target.name + ".ckptfetch-partial")
+    return w.target.with_name(w.target.name + PARTIAL_SUFFIX)
 
 
 def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.Event) -> dict[str, str]:

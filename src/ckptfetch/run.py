@@ -20,7 +20,7 @@ from . import _testhooks
 from .checking import check_file, file_digests
 from .concrete import ManifestRef, cached_archive, check_entry, located
 from .download import Settings, make_session
-from .download.engine import fsync_dir
+from .download.partial import drop_leftovers, fsync_dir, leftovers
 from .errors import CkptfetchError, Interrupted, UnsafeArchive, UsageError
 from .extract import Wanted, WantedFolder, extract
 from .folders import archive_id, file_entry, inside
@@ -239,25 +239,6 @@ def _download_and_extract(
                 run.failed(e, str(exc))
             return None
     return None
-
-
-def leftovers(target: Path) -> list[Path]:
-    """A download's sidecar beside `target` and the partial it describes (see download.engine.partial_paths).
-
-    A partial without a sidecar is not touched: it may be a member that another
-    process is extracting under the archive's lock, not this file's.
-    """
-    sidecar = target.with_name(target.name + ".ckptfetch-partial.json")
-    tmp = sidecar.with_name(sidecar.name + ".tmp")  # a kill during a sidecar save leaves this
-    if not (sidecar.exists() or tmp.exists()):
-        return []
-    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar, tmp]
-
-
-def drop_leftovers(target: Path) -> None:
-    """Remove what a run killed between its rename and its clean-up left beside a finished target."""
-    for p in leftovers(target):
-        p.unlink(missing_ok=True)
 
 
 def size_on_disk(dest: Path, rel: str) -> int | None:
@@ -488,4 +469,4 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
     return result
 
 
-__all__ = ["Run", "drop_leftovers", "fetch", "leftovers", "prune_empty_dirs", "run_all"]
+__all__ = ["Run", "fetch", "prune_empty_dirs", "run_all"]

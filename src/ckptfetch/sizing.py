@@ -14,17 +14,18 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import requests
 
-from .download import Request
-from .download.engine import _Sidecar, partial_paths
+from .download.http import Lost, Request, is_html, open_url
+from .download.partial import Sidecar, partial_paths
 from .errors import CkptfetchError
 from .manifest import Archive, FileEntry
 from .sources import Context, resolve
 from .sourcing import Fetcher
+from .urls import redact
 
 BUDGET = 2.0  # seconds for learning every size, at once
 MAX_PROBES = 16  # requests at once
@@ -41,7 +42,7 @@ class Partial:
 def partial_of(target: Path) -> Partial | None:
     """What a killed or failed download left for `target`, if anything with a sidecar (so it can be resumed)."""
     part, side = partial_paths(target)
-    sidecar = _Sidecar.load(side)
+    sidecar = Sidecar.load(side)
     try:
         have = part.stat().st_size
     except OSError:
@@ -108,32 +109,22 @@ def _size_of(urls: list[str], label: str, fetcher: Fetcher, timeout: float) -> i
             return Path(url2pathname(urlsplit(found.requests[0].url).path)).stat().st_size
         except OSError:
             return None
-    return _head_size(found.requests[0], fetcher.session, timeout)
+    return _head_size(found.requests[0], fetcher, label, timeout)
 
 
-def _head_size(req: Request, session: requests.Session, timeout: float) -> int | None:
-    """Content-Length of a HEAD, redirects followed as the engine follows them (never https to http, no
-    caller header to another origin)."""
-    url, headers = req.url, dict(req.headers)
-    for _ in range(5):
-        try:
-            resp = session.head(url, headers=headers, timeout=timeout, allow_redirects=False)
-        except (requests.RequestException, ValueError):
-            return None
-        if resp.is_redirect and "Location" in resp.headers:
-            new = urljoin(url, resp.headers["Location"])
-            old_parts, new_parts = urlsplit(url), urlsplit(new)
-            if (old_parts.scheme == "https" and new_parts.scheme != "https") or new_parts.scheme not in ("http", "https"):
-                return None
-            if (old_parts.hostname, old_parts.port) != (new_parts.hostname, new_parts.port):
-                headers = {}
-            url = new
-            continue
+def _head_size(req: Request, fetcher: Fetcher, label: str, timeout: float) -> int | None:
+    """Content-Length of a HEAD, redirects followed under the engine's policy."""
+    try:
+        resp = open_url(fetcher.session, req.url, req.headers, fetcher.settings, label, redact(req.url), "HEAD", timeout)
+    except CkptfetchError:
+        return None
+    if isinstance(resp, Lost):
+        return None
+    with resp:
         length = resp.headers.get("Content-Length", "")
-        html = resp.headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/html"
-        ok = resp.status_code == 200 and length.isdigit() and not html
-        return int(length) if ok else None
-    return None
+        if resp.status_code != 200 or not length.isdigit() or is_html(resp):
+            return None
+        return int(length)
 
 
 __all__ = ["Partial", "learn_sizes", "partial_of"]

@@ -24,9 +24,7 @@ else `~/.cache/huggingface/token`.
 from __future__ import annotations
 
 import os
-import random
 import re
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -241,6 +239,7 @@ def _request(
     """
     import requests
 
+    from ..download import retry
     from ..download.resume import is_retryable_status, retry_after_seconds
 
     s = ctx.settings
@@ -278,10 +277,7 @@ def _request(
         if failures > s.retries:
             raise DownloadError(f"{what}: cannot ask the Hub about {f.repo_id}: {problem}. Check the network, or use "
                                 "--mirror / --offline, then run the same command again.")
-        delay = wait if wait is not None else min(s.backoff_max, s.backoff * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
-        deadline = time.monotonic() + min(delay, s.retry_after_max)
-        while (left := deadline - time.monotonic()) > 0 and not s.cancel.is_set():
-            s.sleep(min(left, 0.25))
+        retry.pause(retry.delay(failures, wait, s), s)
 
 
 def _normalize_etag(value: str | None) -> str | None:
