@@ -27,6 +27,7 @@ import requests
 
 from .. import compat
 from ..errors import DownloadError, HashMismatch, Interrupted
+from ..failover import first_success
 from ..hashing import ThreadedHasher
 from ..pins import first_mismatch
 from ..progress import NullReporter, Reporter
@@ -75,28 +76,22 @@ def download(
     session = session or make_session(settings.connections + 1)
     label = label or target.name
     algos = tuple(dict.fromkeys([*pins, *algorithms]))
-    errors: list[DownloadError] = []
+    extra = dict(headers or {})
+
+    def attempt(candidate: Candidate) -> dict[str, str]:
+        request = as_request(candidate)
+        config = JobConfig(request, target, pins, size, algos, label, {**extra, **request.headers}, sync_dir)
+        return _Job(config, session, settings, reporter).run()
+
+    def next_source(exc: DownloadError) -> None:
+        if len(urls) > 1:
+            reporter.note(label, f"{exc} Trying the next source.")
+
     try:
-        for candidate in urls:
-            request = as_request(candidate)
-            config = JobConfig(request, target, pins, size, algos, label, {**(headers or {}), **request.headers},
-                               sync_dir)
-            try:
-                return _Job(config, session, settings, reporter).run()
-            except DownloadError as exc:
-                errors.append(exc)
-                if len(urls) > 1:
-                    reporter.note(label, f"{exc} Trying the next source.")
+        return first_success(urls, attempt, label, next_source)
     finally:
         if own_session:
             session.close()
-    if len(errors) == 1:
-        raise errors[0]
-    hm = [e for e in errors if isinstance(e, HashMismatch)]
-    if hm and len(hm) == len(errors):
-        raise hm[-1]
-    detail = " ".join(f"[{i}] {e}" for i, e in enumerate(errors, 1))
-    raise DownloadError(f"{label}: every source failed. {detail}")
 
 
 @dataclass(frozen=True)
