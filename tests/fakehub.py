@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -61,6 +62,7 @@ class FakeHub:
         self.blobs: dict[str, bytes] = {}
         self.failures: dict[str, list[int]] = {}  # path -> statuses answered first, one per request
         self.token = token
+        self.api_delay = 0.0
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[RequestLog] = []
         self._lock = threading.Lock()
@@ -286,6 +288,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub: FakeHub = self.server.hub  # type: ignore[attr-defined]
         headers = Headers(self.headers.items())
         hub.log(RequestLog(method, self.path, headers, self.client_address))
+        if hub.api_delay and self.path.startswith("/api/"):
+            time.sleep(hub.api_delay)  # a far Hub: each API answer takes this long
         status, out, body = hub.answer(method, self.path, headers)
         self.send_response(status)
         for k, v in out.items():

@@ -535,10 +535,11 @@ class TestServer:
             return logged == path
         return _split_query(logged) == path
 
-    def hits(self, path: str) -> int:
-        """Count requests for ``path``; without '?' any query string matches."""
+    def hits(self, path: str, method: str | None = "GET") -> int:
+        """Count requests for ``path`` (GETs: downloads; ``method=None``: every method); without '?' any
+        query string matches."""
         with self._lock:
-            return sum(1 for r in self.requests if self._matches(r.path, path))
+            return sum(1 for r in self.requests if self._matches(r.path, path) and method in (None, r.method))
 
     def bytes_sent(self, path: str | None = None) -> int:
         """Sum body bytes written for ``path`` (matched as in hits()) or all."""

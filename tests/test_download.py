@@ -14,7 +14,7 @@ import pytest
 
 from ckptfetch import hashing
 from ckptfetch.download import Request, Settings, download
-from ckptfetch.download.engine import partial_paths
+from ckptfetch.download.partial import partial_paths
 from ckptfetch.errors import DownloadError, HashMismatch, Interrupted
 
 from .conftest import blob, md5, sha256

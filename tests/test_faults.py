@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from ckptfetch.download import Settings, download, engine, segmented
-from ckptfetch.download.engine import partial_paths
+from ckptfetch.download.partial import partial_paths
 from ckptfetch.errors import DownloadError, HashMismatch
 
 from . import faultstats

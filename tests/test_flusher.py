@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ckptfetch import compat
-from ckptfetch.download import engine
+from ckptfetch.download import flusher
 
 
 def test_writeback_starter_is_async_on_linux_and_harmless(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_flusher_wakes_every_n_bytes_and_stops(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setattr(compat, "start_writeback", fake)
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fl = engine._Flusher(fd, every=1000)
+        fl = flusher.Flusher(fd, every=1000)
         fl.wrote(999)
         assert not woke.wait(0.1)
         fl.wrote(1)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ckptfetch.errors import ManifestError
-from ckptfetch.manifest import load_manifest, path_problem
+from ckptfetch.manifest import load_manifest
+from ckptfetch.targets import path_problem
 
 from .conftest import invoke
 

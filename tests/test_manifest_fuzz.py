@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from ckptfetch.cli import main
 from ckptfetch.errors import ManifestError
-from ckptfetch.manifest import Manifest, load_manifest, path_problem
+from ckptfetch.manifest import Manifest, load_manifest
+from ckptfetch.targets import path_problem
 
 from . import faultstats
 

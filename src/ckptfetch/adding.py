@@ -23,6 +23,7 @@ import yaml
 from .concrete import destination
 from .download import Settings
 from .errors import CkptfetchError, ManifestError, UsageError
+from .firstuse import exactly
 from .layout import hub_file
 from .manifest import FileEntry, Manifest, load_manifest, parse_manifest, path_matches
 from .progress import Reporter
@@ -152,10 +153,9 @@ def add(
 
 def _refresh_record(source: Path, root: Path, key: str) -> str:
     """Record the file under the manifest as written (its md5 too); already in place, so nothing is fetched."""
-    import glob
-
+    only, exclude = exactly(key)
     try:
-        fetch(source, root, only=[glob.escape(key)], jobs=1, raise_on_error=True)
+        fetch(source, root, only=only, exclude=exclude, jobs=1, raise_on_error=True)
     except CkptfetchError as exc:
         return f"the record in {root} was not updated: {exc}"
     return ""

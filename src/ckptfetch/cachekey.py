@@ -69,22 +69,22 @@ def _file(e: FileEntry, m: Manifest) -> dict[str, Any]:
 
 
 def describe(manifest: str | os.PathLike[str] | Manifest, *, variants: Sequence[str] = (),
-             only: Sequence[str] = (), layout: str | None = None) -> dict[str, Any]:
+             only: Sequence[str] = (), exclude: Sequence[str] = (), layout: str | None = None) -> dict[str, Any]:
     """The canonical description of the selected files that the key hashes."""
     m = with_layout(load(manifest), layout)
     lock = find_lock(m)
     if lock is not None:
         m = apply_lock(m, lock)
-    entries = [e for e in m.select(variants, only) if not e.folder]
+    entries = [e for e in m.select(variants, only, exclude) if not e.folder]
     entries += [e for e in m.files.values() if e.folder and might_select(e, m, variants, only)]
     return {"format": KEY_FORMAT, "manifest": m.name, "root": m.root, "variants": sorted(set(variants)),
-            "only": sorted(set(only)), "files": sorted((_file(e, m) for e in entries), key=lambda d: d["path"])}
+            "only": sorted(set(only)), "exclude": sorted(set(exclude)), "files": sorted((_file(e, m) for e in entries), key=lambda d: d["path"])}
 
 
 def cache_key(manifest: str | os.PathLike[str] | Manifest, *, variants: Sequence[str] = (),
-              only: Sequence[str] = (), layout: str | None = None) -> CacheKey:
+              only: Sequence[str] = (), exclude: Sequence[str] = (), layout: str | None = None) -> CacheKey:
     """`ckptfetch-NAME-<16 hex>` for the files `get` would install with these options."""
-    described = describe(manifest, variants=variants, only=only, layout=layout)
+    described = describe(manifest, variants=variants, only=only, exclude=exclude, layout=layout)
     return CacheKey(f"ckptfetch-{described['manifest']}-{digest_of(described)[:16]}", described)
 
 

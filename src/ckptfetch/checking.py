@@ -6,18 +6,13 @@ the digests, hashing only what the cache cannot answer, and remembers them.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from .hashing import hash_file
 from .pins import Verdict, judge, judge_size
 from .state import VerifiedCache
 from .status import Check
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def needed_algorithms(expect_hashes: dict[str, str], extra: Sequence[str] = ()) -> list[str]:
@@ -91,16 +86,4 @@ def check_file(
     return _as_check(verdict) if verdict is not None else (Check.FAILED, "cannot read")
 
 
-def parallel(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
-    """`[fn(i) for i in items]` on a few threads: hashing releases the GIL, so files are checked side by side."""
-    items = list(items)
-    if len(items) <= 1:
-        return [fn(i) for i in items]
-    import concurrent.futures as cf
-
-    workers = workers or min(len(items), max(2, os.cpu_count() or 2))
-    with cf.ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, items))
-
-
-__all__ = ["check_cached", "check_file", "file_digests", "needed_algorithms", "parallel"]
+__all__ = ["check_cached", "check_file", "file_digests", "needed_algorithms"]

@@ -14,15 +14,15 @@ from pathlib import Path
 from .checking import check_file
 from .discovery import resolve_manifest
 from .download import Settings, make_session
-from .errors import DownloadError, UsageError
-from .folders import expand, hub_lister, might_select, recorded_lister
+from .errors import CkptfetchError, DownloadError, ManifestError, UsageError
+from .folders import Lister, expand, hub_lister, might_select, recorded_lister
 from .layout import default_dest
 from .layout import located as layout_located
 from .lock import apply_lock, find_lock
 from .manifest import FileEntry, Manifest
 from .record import read_record
 from .sources import Context
-from .state import VerifiedCache
+from .state import VerifiedCache, state_dir
 from .status import LAYOUTS, Check, Layout
 
 ManifestRef = str | os.PathLike[str] | Manifest
@@ -59,38 +59,58 @@ def concrete(
 
     Folders come from the lock when there is one, else from the Hub (`online`),
     else from what a past `get` recorded in `root`. With `unlisted`, a folder
-    the Hub will not list (gated, missing) stays a folder entry and its error
-    is put there, so the other files are still fetched.
+    that cannot be listed (gated or missing on the Hub; never fetched here,
+    offline) stays a folder entry and its error is put there, so the other
+    files are still fetched or checked.
     """
     lock = find_lock(m)
     if lock is not None:
         return apply_lock(m, lock)
     if not any(e.folder for e in m.files.values()):
         return m
-    if not online:
-        recorded = read_record(root)["manifests"].get(m.name, {}).get("files", {})
-        return expand(m, recorded_lister(recorded))
+    recorded = recorded_lister(read_record(root)["manifests"].get(m.name, {}).get("files", {}), m)
+
+    def archive_folder(e: FileEntry) -> list[FileEntry]:
+        try:
+            return recorded(e)
+        except ManifestError:
+            return [e]  # its files are known once the archive is extracted
+
+    if not online or not any(e.folder and not e.archive for e in m.files.values()):
+        hub_folder = _tolerant(recorded, unlisted, ManifestError)
+        return expand(m, lambda e: archive_folder(e) if e.archive else hub_folder(e))
     session = make_session()
     try:
-        listing = hub_lister(Context(session, settings or Settings.from_env()))
-
-        def lister(e: FileEntry) -> list[FileEntry]:
-            if unlisted is None:
-                return listing(e)
-            try:
-                return listing(e)
-            except DownloadError as exc:
-                unlisted[e.path] = str(exc)
-                return [e]
-
-        return expand(m, lister, wanted=lambda e: might_select(e, m, variants, only))
+        hub_folder = _tolerant(hub_lister(Context(session, settings or Settings.from_env())), unlisted, DownloadError)
+        return expand(m, lambda e: archive_folder(e) if e.archive else hub_folder(e),
+                      wanted=lambda e: might_select(e, m, variants, only))
     finally:
         session.close()
+
+
+def _tolerant(lister: Lister, unlisted: dict[str, str] | None, error: type[CkptfetchError]) -> Lister:
+    """`lister`, except that with `unlisted` a folder it cannot list stays a folder entry, its error noted there."""
+    if unlisted is None:
+        return lister
+
+    def tolerant(e: FileEntry) -> list[FileEntry]:
+        try:
+            return lister(e)
+        except error as exc:
+            unlisted[e.path] = str(exc)
+            return [e]
+
+    return tolerant
 
 
 def located(e: FileEntry, root: Path) -> str | None:
     """Where entry `e` is under `root` (its layout decides); None when that is not known yet."""
     return e.path if e.layout == Layout.PLAIN else layout_located(e, root)
+
+
+def cached_archive(dest: Path, manifest: str, archive: str) -> Path:
+    """Where a run keeps a downloaded archive until every file it yields is in place."""
+    return state_dir(dest) / "archives" / f"{manifest}--{archive}"
 
 
 def check_entry(root: Path, e: FileEntry, cache: VerifiedCache | None) -> tuple[Check, str]:
@@ -103,4 +123,4 @@ def check_entry(root: Path, e: FileEntry, cache: VerifiedCache | None) -> tuple[
     return check_file(root, rel, e.integrity.checks, e.integrity.size, cache)
 
 
-__all__ = ["ManifestRef", "check_entry", "concrete", "destination", "load", "located", "with_layout"]
+__all__ = ["ManifestRef", "cached_archive", "check_entry", "concrete", "destination", "load", "located", "with_layout"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .manifest import FileEntry
+from .errors import ManifestError
+from .lock import Lock, find_lock
+from .manifest import FileEntry, Manifest
 from .urls import redact
 
 
@@ -20,6 +22,36 @@ def human_size(n: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def _lock_of(m: Manifest) -> Lock | None:
+    try:
+        return find_lock(m)
+    except ManifestError:
+        return None  # `get` reports a broken lock; describing the manifest does without it
+
+
+def known_sizes(m: Manifest) -> dict[str, int]:
+    """Each file's size as the manifest pins it, else as its lock file does (a folder: the sum of its files)."""
+    sizes = {k: e.integrity.size for k, e in m.files.items() if e.integrity.size is not None}
+    lock = _lock_of(m)
+    for key, pin in (lock.files.items() if lock is not None else ()):
+        owner = key if key in m.files else next((f for f in m.files if f.endswith("/") and key.startswith(f)), None)
+        if owner is not None and m.files[owner].integrity.size is None:
+            sizes[owner] = sizes.get(owner, 0) + pin.size if owner != key else pin.size
+    return sizes
+
+
+def total_size(m: Manifest) -> int | None:
+    """The whole manifest's size, or None when a file's size is known neither from it nor from its lock."""
+    sizes = known_sizes(m)
+    return sum(sizes.values()) if len(sizes) == len(m.files) else None
+
+
+def count_unpinned(m: Manifest) -> int:
+    """Files nothing checks: neither the manifest, nor its lock file, nor a Hub that declares hashes."""
+    lock = _lock_of(m)
+    return sum(1 for k, e in m.files.items() if relies_on_nothing(e) and not (lock and k in lock.files))
 
 
 def relies_on_nothing(e: FileEntry) -> bool:
@@ -48,4 +80,4 @@ def describe_source(e: FileEntry) -> str:
     return redact(e.urls[0]) + (f" (+{len(e.urls) - 1} mirrors)" if len(e.urls) > 1 else "")
 
 
-__all__ = ["describe_pin", "describe_source", "human_size", "relies_on_nothing"]
+__all__ = ["count_unpinned", "describe_pin", "describe_source", "human_size", "known_sizes", "relies_on_nothing", "total_size"]

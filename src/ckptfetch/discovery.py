@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,9 +62,18 @@ def find_manifest(name_or_path: str) -> Path:
     )
 
 
+def shown_name(m: Manifest) -> str:
+    """How to name manifest `m` in a command to run: by name when discovery finds this very file, else its path."""
+    try:
+        by_name = find_manifest(m.name).resolve() == m.source.resolve()
+    except (ManifestError, OSError):
+        by_name = False
+    return m.name if by_name else shlex.quote(str(m.source))
+
+
 def resolve_manifest(name_or_path: str) -> Manifest:
     """Find and load a manifest by name or path."""
     return load_manifest(find_manifest(name_or_path))
 
 
-__all__ = ["bundled_dir", "find_manifest", "iter_manifest_files", "resolve_manifest", "search_dirs"]
+__all__ = ["bundled_dir", "find_manifest", "iter_manifest_files", "resolve_manifest", "search_dirs", "shown_name"]

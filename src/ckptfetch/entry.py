@@ -13,12 +13,13 @@ TYPE_CHECKING = False  # not typing's: importing typing would cost a third of th
 if TYPE_CHECKING:
     from typing import NoReturn
 
-_VERIFY_FLAGS = {"-q": "quiet", "--quiet": "quiet", "--strict": "strict", "--full": "full", "--json": "as_json"}
+_VERIFY_FLAGS = {"-q": "quiet", "--quiet": "quiet", "--strict": "strict", "--full": "full", "--json": "as_json",
+                 "--record-only": "record_only"}
 
 
 def _fast_verify(args: list[str]) -> NoReturn | None:
-    """Run `verify DIR [-q] [--strict] [--full] [--json]`; None if args need the full CLI."""
-    flags = {"quiet": False, "strict": False, "full": False, "as_json": False}
+    """Run `verify DIR [-q] [--strict] [--full] [--json] [--record-only]`; None if args need the full CLI."""
+    flags = {"quiet": False, "strict": False, "full": False, "as_json": False, "record_only": False}
     directory = None
     for arg in args:
         if arg in _VERIFY_FLAGS:
@@ -33,14 +34,14 @@ def _fast_verify(args: list[str]) -> NoReturn | None:
         from . import fastverify
 
         # Nothing changed since the last verify (the CI case): answered from the cache, no library import.
-        if fastverify.run(directory, flags["quiet"]):
+        if fastverify.run(directory, flags["quiet"], flags["record_only"]):
             sys.exit(0)
     from .api import verify
     from .errors import CkptfetchError, ExitCode
     from .report import emit_json, print_verify
 
     try:
-        result = verify(directory, strict=flags["strict"], full=flags["full"])
+        result = verify(directory, strict=flags["strict"], full=flags["full"], record_only=flags["record_only"])
     except CkptfetchError as exc:
         if flags["as_json"]:
             emit_json({"ok": False, "error": str(exc), "exit_code": int(exc.exit_code)})

@@ -11,6 +11,8 @@ decompression bomb is refused as a whole: nothing of it is extracted.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import lzma
 import os
 import re
@@ -20,12 +22,13 @@ import threading
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from . import _testhooks, compat
+from .download.partial import PARTIAL_SUFFIX
 from .errors import CkptfetchError, HashMismatch, Interrupted, UnsafeArchive
 from .hashing import MultiHasher
 from .pins import first_mismatch
@@ -52,6 +55,26 @@ class Wanted:
     hashes: Mapping[str, str]
     size: int | None
     algorithms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WantedFolder:
+    """Every regular file under folder `member` of the archive (all of it when ""), placed under `target`."""
+
+    member: str  # without slashes at the ends; "" for the whole archive
+    target: Path
+    label: str
+    include: tuple[str, ...] = ()  # fnmatch globs over paths inside the folder
+    algorithms: tuple[str, ...] = ()
+
+    def wants(self, name: str) -> Wanted | None:
+        """The member `name` (normalized) as a file of this folder, or None when it is not one."""
+        if self.member and not name.startswith(self.member + "/"):
+            return None
+        rel = name[len(self.member) + 1:] if self.member else name
+        if not rel or (self.include and not any(fnmatch.fnmatchcase(rel, g) for g in self.include)):
+            return None
+        return Wanted(name, self.target / rel, f"{self.label}{rel}", {}, None, self.algorithms)
 
 
 def detect_format(path: Path) -> str | None:
@@ -114,14 +137,18 @@ def extract(
     wanted: list[Wanted],
     *,
     label: str,
+    folders: Sequence[WantedFolder] = (),
     declared_format: str | None = None,
     cancel: threading.Event | None = None,
-    on_done: Callable[[Wanted, dict[str, str]], None] | None = None,
+    source: str = "",
 ) -> dict[str, dict[str, str] | CkptfetchError]:
-    """Extract `wanted` members of `archive`; per member, digests or the error.
+    """Extract `wanted` members and the files of `folders` of `archive`; per member, digests or the error.
 
     A member that fails (bad hash, unsafe) does not stop the others; a broken
-    or unsafe archive as a whole raises `UnsafeArchive`.
+    or unsafe archive as a whole raises `UnsafeArchive`. A folder's files come
+    back keyed by their member names; a folder with no file at all comes back
+    as an error keyed by the folder's member with a slash. `source` (the
+    archive's URL, for messages) is named when a member is missing.
     """
     fmt = detect_format(archive) or declared_format
     if fmt is None:
@@ -131,13 +158,12 @@ def extract(
         )
     cancel = cancel or threading.Event()
     by_name = {_norm(w.member): w for w in wanted}
+    seen_names: list[str] = []
     try:
-        if fmt == "zip":
-            results = _extract_zip(archive, by_name, label, cancel)
-        else:
-            results = _extract_tar(archive, by_name, label, cancel)
+        extractor = _extract_zip if fmt == "zip" else _extract_tar
+        results = extractor(archive, _Want(by_name, folders, seen_names), label, cancel)
     except BaseException as exc:
-        for w in wanted:
+        for w in by_name.values():
             _partial(w).unlink(missing_ok=True)
         corrupt = isinstance(exc, (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError, zlib.error, lzma.LZMAError))
         if isinstance(exc, OSError) and exc.errno is None:
@@ -146,20 +172,67 @@ def extract(
             raise
         raise UnsafeArchive(f"{label}: {archive.name} is corrupt or truncated ({exc}); it will be downloaded again.",
                             corrupt=True) from None
-    for name, w in by_name.items():
-        if name not in results:
-            results[name] = UnsafeArchive(f"{w.label}: member {w.member!r} is not in archive {label}")
     out: dict[str, dict[str, str] | CkptfetchError] = {}
     for name, w in by_name.items():
-        res = results[name]
-        if isinstance(res, dict) and on_done is not None:
-            on_done(w, res)
-        out[w.member] = res
+        out[w.member] = results[name] if name in results else _missing(w, name, seen_names, label, source)
+    for f in folders:
+        if not any(k == f.member or k.startswith(f.member + "/") or not f.member for k in results):
+            what = "matches the include patterns" if f.include else "is there"
+            out[f.member + "/"] = UnsafeArchive(
+                f"{f.label}: no file under {f.member + '/' if f.member else 'the top'} of archive {label} {what}"
+                + _folder_hint(f.member, seen_names) + (f" ({source})" if source else "")
+            )
     return out
 
 
+def _missing(w: Wanted, name: str, names: list[str], label: str, source: str) -> UnsafeArchive:
+    return UnsafeArchive(f"{w.label}: member {w.member!r} is not in archive {label}" + _did_you_mean(name, names)
+                         + (f" ({source})" if source else ""))
+
+
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _folder_hint(member: str, names: list[str]) -> str:
+    """A did-you-mean among the archive's folders, else the folders at its top (a GitHub archive has one)."""
+    folders = {n.rsplit("/", i)[0] for n in names for i in range(1, n.count("/") + 1)}
+    hint = _did_you_mean(member, folders)
+    if hint:
+        return hint
+    tops = sorted({n.split("/", 1)[0] + "/" for n in names if "/" in n})
+    if len(tops) == 1:
+        return f"; did you mean {tops[0][:-1]!r}?"
+    return f"; its top folders are {', '.join(tops[:5])}" if tops else "; it has no folders"
+
+
+class _Want:
+    """Which members an extraction wants: the listed ones, and the files of the listed folders as they come."""
+
+    def __init__(self, by_name: dict[str, Wanted], folders: Sequence[WantedFolder], seen: list[str]) -> None:
+        self.by_name = by_name
+        self.folders = folders
+        self.seen = seen  # every entry name, for did-you-mean hints
+        # NFC and NFD spellings of one name are one member (a macOS zip and a Linux tar disagree on them)
+        self.nfc = {unicodedata.normalize("NFC", n): w for n, w in by_name.items()}
+
+    def get(self, name: str, is_dir: bool) -> Wanted | None:
+        """The wanted member an archive entry (`name`: normalized, NFC) is, if any."""
+        self.seen.append(name)
+        w = self.nfc.get(name)
+        if w is not None or is_dir:
+            return w
+        for f in self.folders:
+            w = f.wants(name)
+            if w is not None:
+                self.by_name[name] = self.nfc[name] = w
+                return w
+        return None
+
+
 def _partial(w: Wanted) -> Path:
-    return w.target.with_name(w.target.name + ".ckptfetch-partial")
+    return w.target.with_name(w.target.name + PARTIAL_SUFFIX)
 
 
 def _stream_member(src: IO[bytes], w: Wanted, declared: int, cancel: threading.Event) -> dict[str, str]:
@@ -222,7 +295,7 @@ def _finish(staged: dict[str, tuple[Wanted, dict[str, str]]], results: dict[str,
             _testhooks.point("extract-after-rename")
 
 
-def _extract_zip(path: Path, by_name: dict[str, Wanted], label: str, cancel: threading.Event) -> dict[str, dict[str, str] | CkptfetchError]:
+def _extract_zip(path: Path, want: _Want, label: str, cancel: threading.Event) -> dict[str, dict[str, str] | CkptfetchError]:
     results: dict[str, dict[str, str] | CkptfetchError] = {}
     staged: dict[str, tuple[Wanted, dict[str, str]]] = {}
     with zipfile.ZipFile(path) as zf:
@@ -231,7 +304,9 @@ def _extract_zip(path: Path, by_name: dict[str, Wanted], label: str, cancel: thr
         for info in zf.infolist():
             infos.setdefault(unicodedata.normalize("NFC", _norm(info.filename)), []).append(info)
         _check_overlaps(zf.infolist(), label)
-        for name, w in by_name.items():
+        for nfc_name, same in infos.items():
+            want.get(nfc_name, same[0].is_dir())
+        for name, w in list(want.by_name.items()):
             found = infos.get(unicodedata.normalize("NFC", name))
             if not found:
                 continue
@@ -265,7 +340,7 @@ def _check_overlaps(infos: list[zipfile.ZipInfo], label: str) -> None:
             raise UnsafeArchive(f"{label}: two zip entries share the same data; refused")
 
 
-def _extract_tar(path: Path, by_name: dict[str, Wanted], label: str, cancel: threading.Event) -> dict[str, dict[str, str] | CkptfetchError]:
+def _extract_tar(path: Path, want: _Want, label: str, cancel: threading.Event) -> dict[str, dict[str, str] | CkptfetchError]:
     results: dict[str, dict[str, str] | CkptfetchError] = {}
     staged: dict[str, tuple[Wanted, dict[str, str]]] = {}
     seen: set[str] = set()
@@ -274,7 +349,6 @@ def _extract_tar(path: Path, by_name: dict[str, Wanted], label: str, cancel: thr
     # listed member turned out to appear twice.
     packed = path.stat().st_size
     budget = max(BOMB_FLOOR, MAX_RATIO * packed)
-    nfc = {unicodedata.normalize("NFC", n): w for n, w in by_name.items()}
     with tarfile.open(path, mode="r:*") as tf:
         for info in tf:
             if cancel.is_set():
@@ -282,7 +356,7 @@ def _extract_tar(path: Path, by_name: dict[str, Wanted], label: str, cancel: thr
             _refuse_names([info.name], label)
             if info.offset_data + info.size > budget:
                 raise _bomb(label, "the tar stream", info.offset_data + info.size, packed)
-            w = nfc.get(unicodedata.normalize("NFC", _norm(info.name)))
+            w = want.get(unicodedata.normalize("NFC", _norm(info.name)), info.isdir())
             if w is None:
                 continue
             name = _norm(w.member)

@@ -40,11 +40,21 @@ def shown(directory: str) -> str:
 ALGORITHMS = ("md5", "sha1", "sha256", "sha512")  # hashing.ALGORITHMS; a test checks they agree
 
 
-def expected_files(record: object) -> dict[str, tuple[dict[str, str], int | None, str]] | None:
+def _unchanged(source: str, recorded: object) -> bool:
+    """Whether the manifest file is as it was when the record was written (size and mtime_ns)."""
+    try:
+        st = os.stat(source)
+    except (OSError, ValueError):
+        return False
+    return recorded == [st.st_size, st.st_mtime_ns]
+
+
+def expected_files(record: object, record_only: bool = False) -> dict[str, tuple[dict[str, str], int | None, str]] | None:
     """rel -> (hashes, size, where the file is) from a parsed record.json, as api.verify reads it; None if odd.
 
     Records this module cannot settle alone give None, and the full verify runs: a lock file beside the
-    recorded manifest (its pins win over the record's), and hf-cache files (their snapshot links are checked).
+    recorded manifest (its pins win over the record's), hf-cache files (their snapshot links are checked),
+    and, unless `record_only`, a manifest file changed since the record was written (its pins may have).
     """
     if not isinstance(record, dict) or not isinstance(record.get("manifests"), dict) or not record["manifests"]:
         return None
@@ -55,6 +65,8 @@ def expected_files(record: object) -> dict[str, tuple[dict[str, str], int | None
         source = info.get("source")
         if not isinstance(source, str) or os.path.exists(os.path.join(os.path.dirname(source), f"{name}.lock.yaml")):
             return None
+        if not record_only and not _unchanged(source, info.get("manifest_stat")):
+            return None  # the manifest may have changed its pins since: the full verify compares them
         files = info.get("files", {})
         if not isinstance(files, dict):
             return None
@@ -68,12 +80,12 @@ def expected_files(record: object) -> dict[str, tuple[dict[str, str], int | None
     return out
 
 
-def all_ok_from_cache(directory: str) -> list[str] | None:
+def all_ok_from_cache(directory: str, record_only: bool = False) -> list[str] | None:
     """The sorted recorded paths when every one is settled OK by the cache, else None."""
     state = os.path.join(directory, STATE_DIR)
     try:
         with open(os.path.join(state, RECORD), "rb") as f:
-            expected = expected_files(json.loads(f.read()))
+            expected = expected_files(json.loads(f.read()), record_only)
     except (OSError, ValueError):
         return None
     if not expected:
@@ -116,7 +128,7 @@ def all_ok_from_cache(directory: str) -> list[str] | None:
     return sorted(expected)
 
 
-def run(directory: str | None, quiet: bool) -> bool:
+def run(directory: str | None, quiet: bool, record_only: bool = False) -> bool:
     """Print the all-OK report and return True, or print nothing and return False."""
     directory = "models" if directory is None else directory
     try:
@@ -125,7 +137,7 @@ def run(directory: str | None, quiet: bool) -> bool:
             return False
     except (OSError, ValueError):
         return False
-    paths = all_ok_from_cache(directory)
+    paths = all_ok_from_cache(directory, record_only)
     if paths is None:
         return False
     if not quiet:

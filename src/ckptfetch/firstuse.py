@@ -102,6 +102,18 @@ def pick(m: Manifest, file: str, variant: str | None) -> tuple[FileEntry, str]:
     raise UsageError(f"no file {file!r}{where} in manifest {m.name!r}{hint(file, [e.path for e in entries])}")
 
 
+def exactly(key: str) -> tuple[list[str], list[str]]:
+    """`--only` and `--exclude` selectors that take the file `key` and nothing else.
+
+    A selector without a slash also takes that file name in every folder, so those are excluded.
+
+    >>> exactly("a[1].bin"), exactly("sub/a.bin")
+    ((['a[[]1].bin'], ['*/a[[]1].bin']), (['sub/a.bin'], []))
+    """
+    only = glob.escape(key)
+    return [only], ([] if "/" in key else [f"*/{only}"])
+
+
 def _destination(m: Manifest, dest: str | os.PathLike[str] | None, packaged: bool) -> Path:
     if dest is not None:
         return Path(dest)
@@ -148,10 +160,11 @@ def path(manifest: ManifestRef, file: str, *, dest: str | os.PathLike[str] | Non
         if ready is not None:
             return ready
         mirrors = parse_mirrors(effective()["mirrors"].value)
-        result = fetch(m, root, only=[glob.escape(key)], jobs=1, mirrors=mirrors, raise_on_error=True)
+        only, exclude = exactly(key)
+        result = fetch(m, root, only=only, exclude=exclude, jobs=1, mirrors=mirrors, raise_on_error=True)
         if key not in result.paths:
             raise UsageError(f"{file!r} is not a file of folder entry {e.path!r} of manifest {m.name!r}")
         return Path(os.path.abspath(result.paths[key]))
 
 
-__all__ = ["opened", "package_resource", "path", "pick"]
+__all__ = ["exactly", "opened", "package_resource", "path", "pick"]

@@ -12,7 +12,9 @@
   The etag is the Hub's, unquoted (for LFS files the sha256, else the git blob
   id). Where symlinks are not available the snapshot entry is a copy.
 - `torch-hub`: at DEST/checkpoints/<file name of the URL>, as
-  `torch.hub.load_state_dict_from_url` keeps it (DEST = $TORCH_HOME/hub).
+  `torch.hub.load_state_dict_from_url` keeps it (DEST = $TORCH_HOME/hub); a
+  folder taken from an archive (a repo's source tree for `torch.hub.load`)
+  at DEST/KEY/, where KEY is the folder name torch.hub gives the repo.
 
 For `hf-cache` and `torch-hub` the manifest KEY is a logical name (for
 `--only`, variants and messages); `located` says where the file really is.
@@ -114,7 +116,9 @@ def located(e: FileEntry, dest: Path) -> str | None:
     one `refs/<revision>` names: the file huggingface_hub would return.
     """
     if e.layout == Layout.TORCH_HUB:
-        return f"checkpoints/{_url_name(e)}"
+        # A source tree (a folder of an archive) lands as it is: `DEST/KEY/`, named as torch.hub names
+        # a repo's folder (`facebookresearch_dinov2_main/`); single files go to `checkpoints/`.
+        return e.path if e.archive and (e.folder or e.parent) else f"checkpoints/{_url_name(e)}"
     if e.layout == Layout.HF_CACHE:
         f = hub_file(e)
         if f is None:
@@ -139,11 +143,16 @@ def blob_of(dest: Path, rel: str) -> str | None:
 def blob_target(dest: Path, e: FileEntry, meta: dict[str, str]) -> tuple[Path, str, str]:
     """(blob path, commit, etag) for a Hub file resolved with `meta`."""
     f = hub_file(e)
-    commit, etag = meta.get("commit"), meta.get("etag")
+    # From a plain mirror (offline) the Hub says nothing: a lock file's commit and sha256 stand in. The blob is
+    # then named by its sha256, as huggingface_hub names LFS blobs (it names small files by their git blob id);
+    # hf_hub_download reads through the snapshot link either way.
+    commit = meta.get("commit") or e.commit
+    etag = meta.get("etag") or (e.integrity.hashes.get("sha256") if e.commit else None)
     if f is None or not commit or not hf.COMMIT_RE.match(commit) or not etag:
         raise DownloadError(
-            f"{e.path}: the hf-cache layout needs the Hub's commit and etag, but the source did not give them "
-            "(a plain mirror of a Hub URL?); use --layout plain with such a mirror"
+            f"{e.path}: the hf-cache layout needs the Hub's commit and the file's etag or sha256, and neither the "
+            "source (a plain mirror?) nor a lock file gave them; run `ckptfetch lock` once where the Hub is "
+            "reachable, or use --layout plain"
         )
     if "/" in etag or etag in (".", "..") or "\x00" in etag:
         raise DownloadError(f"{e.path}: the Hub sent an etag that is not a valid blob name; refused")

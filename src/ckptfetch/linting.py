@@ -80,8 +80,10 @@ def _file_findings(e: FileEntry, lock: Lock | None, archived: bool) -> Iterable[
         hub = " The Hub's sha256 is checked, but only against what it serves that day." if hub_file(e) else ""
         yield "unpinned", f"no md5/sha256{extra}: any bytes the URL serves will be accepted.{hub} " \
                           f"Pin it: `ckptfetch add` or `ckptfetch hash --yaml`."
-    elif pins in ("none", "size") and archived:
+    elif pins in ("none", "size") and archived and not e.folder:
         yield "unpinned", "archive member without md5/sha256: any bytes the archive holds will be accepted"
+    elif e.folder and archived and lock is None:
+        yield "unpinned", "a folder of an archive: its files are pinned only by a lock file (`ckptfetch lock`)"
     elif pins == "weak":
         yield "weak-pin", f"pinned only by the sha256 prefix {e.integrity.weak} from its {e.integrity.weak_origin}"
     f = hub_file(e)

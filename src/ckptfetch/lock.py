@@ -30,10 +30,12 @@ from typing import Any
 import yaml
 
 from . import yamlsafe
+from .discovery import shown_name
 from .errors import ManifestError
-from .folders import file_entry, inside
-from .manifest import FileEntry, Integrity, Manifest, path_problem
+from .folders import file_entry, inside, source_folder
+from .manifest import FileEntry, Integrity, Manifest
 from .sources import huggingface as hf
+from .targets import path_problem
 from .yamlsafe import hint, short
 
 LOCK_VERSION = 1
@@ -113,7 +115,7 @@ def load_lock(path: Path) -> Lock:
 def apply_lock(m: Manifest, lock: Lock) -> Manifest:
     """`m` with the lock's pins merged in and its folders listed from the lock; contradictions are errors."""
     where = str(lock.path)
-    again = f"run `ckptfetch lock {m.name}` again after changing the manifest"
+    again = f"run `ckptfetch lock {shown_name(m)}` again after changing the manifest"
     if lock.manifest != m.name:
         raise ManifestError(f"this lock belongs to manifest {lock.manifest!r}, not {m.name!r}", where)
     files: dict[str, FileEntry] = {}
@@ -135,14 +137,13 @@ def apply_lock(m: Manifest, lock: Lock) -> Manifest:
 
     for key, e in m.files.items():
         if e.folder:
-            folder = hf.parse(e.urls[0])
+            folder = source_folder(e)
             children = []
             for lkey, pin in lock.files.items():
                 if not lkey.startswith(key) or lkey in m.files:
                     continue
                 rel = lkey[len(key):]
-                repo_path = f"{folder.path.strip('/')}/{rel}" if folder and folder.path.strip("/") else rel
-                if inside(e, repo_path) is None:
+                if inside(e, f"{folder}/{rel}" if folder else rel) is None:
                     raise ManifestError(f"{lkey} is no longer in folder entry {key!r} (include); {again}", where, pin.line)
                 used.add(lkey)
                 children.append(merge(file_entry(e, rel, Integrity(), pin.commit), pin))

@@ -7,10 +7,8 @@ name is `discovery`'s job.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,6 +19,7 @@ from . import yamlsafe
 from .errors import ManifestError
 from .hashing import ALGORITHMS, is_hex_digest, sha256_from_url
 from .status import LAYOUTS, Layout
+from .targets import path_matches, path_problem, selects
 from .urls import redact
 from .yamlsafe import hint, short
 
@@ -94,7 +93,7 @@ class FileEntry:
     manual: str | None = None
     manual_url: str | None = None  # with `manual`: the page to visit (shown, never fetched)
     layout: str = Layout.PLAIN
-    folder: bool = False  # `path` ends in "/": every file under the source's folder (e.g. an hf:// tree)
+    folder: bool = False  # `path` ends in "/": every file under the source's folder (an hf:// tree, an archive's)
     include: tuple[str, ...] = ()  # for a folder: fnmatch globs over paths inside it (empty: all)
     commit: str | None = None  # an hf:// file: fetch it at this commit (from a lock file or a folder listing)
     parent: str | None = None  # a file listed from folder entry `parent` (its key, ending in "/")
@@ -122,8 +121,10 @@ class Manifest:
     description: str = ""
     homepage: str = ""
 
-    def select(self, variants: Sequence[str] = (), only: Sequence[str] = ()) -> list[FileEntry]:
-        """Files in the union of `variants` (all when empty), narrowed by `only` globs."""
+    def select(self, variants: Sequence[str] = (), only: Sequence[str] = (),
+               exclude: Sequence[str] = ()) -> list[FileEntry]:
+        """Files in the union of `variants` (all when empty), narrowed by `only` and `exclude` selectors
+        (see `selects`)."""
         paths = list(self.files)
         if variants:
             chosen: dict[str, None] = {}
@@ -137,7 +138,9 @@ class Manifest:
                     chosen.update(dict.fromkeys(p for p in paths if path_matches(p, pattern)))
             paths = [p for p in paths if p in chosen]
         if only:
-            paths = [p for p in paths if any(path_matches(p, g) for g in only)]
+            paths = [p for p in paths if any(selects(p, g) for g in only)]
+        if exclude:
+            paths = [p for p in paths if not any(selects(p, g) for g in exclude)]
         return [self.files[p] for p in paths]
 
     def total_size(self, entries: Iterable[FileEntry]) -> int | None:
@@ -345,7 +348,7 @@ class _Parser(_Fields):
             if "include" in entry and not folder:
                 raise self.fail(f"`include` only applies to folder entries (a key ending in `/`), not {fpath!r}", *keys, "include")
             if folder:
-                files[fpath] = self.folder(fpath, entry, file_layout, keys)
+                files[fpath] = self.folder(fpath, entry, file_layout, archives)
             else:
                 files[fpath] = self.one_file(fpath, entry, file_layout, archives, members_seen)
         _check_path_clashes(files, self)
@@ -410,25 +413,49 @@ class _Parser(_Fields):
             variants[vname] = tuple(patterns)
         return variants
 
-    def folder(self, fpath: str, entry: dict[str, Any], layout: str, keys: tuple[str, ...]) -> FileEntry:
-        """A folder entry: `DIR/` -> a source URL naming a folder (`hf://ORG/REPO/DIR/`), optionally filtered."""
-        extra = [k for k in entry if k not in ("url", "layout", "include")]
+    def folder(self, fpath: str, entry: dict[str, Any], layout: str, archives: dict[str, Archive]) -> FileEntry:
+        """A folder entry: `DIR/` -> every file of a Hub folder (`url: hf://ORG/REPO/DIR/`) or of a folder of an
+        archive (`archive: NAME` + `member: FOLDER/`), optionally filtered by `include` globs."""
+        keys = ("files", fpath)
+        allowed = ("archive", "member") if "archive" in entry or "member" in entry else ("url",)
+        extra = [k for k in entry if k not in (*allowed, "layout", "include")]
         if extra:
+            takes = "`archive`, `member`" if "archive" in allowed else "`url`"
             raise self.fail(
-                f"folder entry {fpath!r} takes only `url`, `include` and `layout`; `{extra[0]}` belongs on single files",
+                f"folder entry {fpath!r} takes only {takes}, `include` and `layout`; `{extra[0]}` belongs on single files",
                 *keys, extra[0],
             )
         include = entry.get("include", [])
         include = [include] if isinstance(include, str) else include
         if not isinstance(include, list) or not all(isinstance(g, str) and g for g in include):
             raise self.fail(f"`include` of {fpath!r} must be a list of glob patterns", *keys, "include")
+        if "archive" in allowed:
+            return self.archive_folder(fpath, entry, layout, archives, tuple(include))
         url = self.url(entry.get("url"), "url", *keys, "url")
         if not (url.startswith("hf://") and url.endswith("/")):
             raise self.fail(
-                f"folder entry {fpath!r} needs an hf:// URL ending in `/` (a folder of a Hugging Face repo), got {url!r}",
-                *keys, "url",
+                f"folder entry {fpath!r} needs an hf:// URL ending in `/` (a folder of a Hugging Face repo) or "
+                f"`archive` + `member: FOLDER/`, got {url!r}", *keys, "url",
             )
         return FileEntry(fpath, Integrity(), urls=(url,), layout=layout, folder=True, include=tuple(include))
+
+    def archive_folder(self, fpath: str, entry: dict[str, Any], layout: str, archives: dict[str, Archive],
+                       include: tuple[str, ...]) -> FileEntry:
+        keys = ("files", fpath)
+        aname = self.string(entry.get("archive"), "`archive`", *keys, "archive")
+        if aname not in archives:
+            raise self.fail(
+                f"folder entry {fpath!r} names archive {aname!r}, which `archives` does not define{hint(aname, archives)}",
+                *keys, "archive",
+            )
+        member = entry.get("member")
+        if not isinstance(member, str) or not member.endswith("/"):
+            raise self.fail(f"folder entry {fpath!r} takes a folder of the archive: `member` ending in `/` "
+                            f"(e.g. `dinov2-main/`), got {short(member)}", *keys, "member")
+        if member != "/":
+            self.rel_path(member[:-1], "member", *keys, "member")
+        return FileEntry(fpath, Integrity(), archive=aname, member="" if member == "/" else member, layout=layout,
+                         folder=True, include=include)
 
 
 def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:
@@ -438,35 +465,6 @@ def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:
         for parent in PurePosixPath(p).parents:
             if str(parent) in paths:
                 raise parser.fail(f"target {str(parent)!r} is a file but also the folder of {p!r}", "files", p)
-
-
-def path_matches(path: str, pattern: str) -> bool:
-    """fnmatch, and a pattern ending in `/` (a folder entry's key) also takes everything under it."""
-    if fnmatch.fnmatchcase(path, pattern):
-        return True
-    return pattern.endswith("/") and (path.startswith(pattern) or fnmatch.fnmatchcase(path, pattern + "*"))
-
-
-def path_problem(text: str) -> str | None:
-    """Why `text` is not a safe relative POSIX path, or None when it is."""
-    if "\\" in text:
-        return "contains a backslash; use forward slashes"
-    if text.startswith("/"):
-        return "is absolute; paths are relative to the destination"
-    if re.match(r"^[A-Za-z]:", text):
-        return "has a drive letter; paths are relative to the destination"
-    if any(ord(c) < 32 or c == "\x7f" for c in text):
-        return "contains a control character"
-    if any(unicodedata.bidirectional(c) in ("LRO", "RLO", "LRE", "RLE", "PDF", "LRI", "RLI", "FSI", "PDI") for c in text):
-        return "contains a bidirectional-override character, which makes printed paths lie"
-    parts = text.split("/")
-    if any(part == ".." for part in parts):
-        return "contains `..`"
-    if any(part in ("", ".") for part in parts):
-        return "has an empty or `.` component"
-    if parts[0] == ".ckptfetch":
-        return "is inside .ckptfetch/, which ckptfetch reserves for its records"
-    return None
 
 
 def manifest_stem(path: Path) -> str:

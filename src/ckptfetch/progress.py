@@ -65,7 +65,11 @@ class TqdmReporter:
                 dynamic_ncols=True, leave=False,
             )
             if initial:
-                self._total.update(initial)
+                # Bytes a resume finds already here are progress, not speed: moved, not `update`d, so tqdm's
+                # rate counts only what crosses the network now.
+                self._total.n += initial
+                self._total.last_print_n = self._total.n
+                self._total.refresh()
 
     def advance(self, label: str, n: int) -> None:
         with self._lock:

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from . import _testhooks
+from .errors import CkptfetchError
 from .layout import blob_of
+from .manifest import FileEntry
 from .proclock import locked
 from .results import FileOutcome, Plan
 from .state import RECORD, state_dir, unwritable
@@ -35,22 +37,72 @@ def read_record(dest: Path) -> dict[str, Any]:
     return data
 
 
-def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str], files: Mapping[str, Mapping[str, Any]]) -> None:
+def fingerprint(path: Path) -> list[int] | None:
+    """[size, mtime_ns] of a manifest file: `verify`'s fast path trusts the record only while it is unchanged."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _merged_only(old: list[str] | None, new: list[str]) -> list[str] | None:
+    """The `--only` globs covering both runs; None (everything) as soon as one run took everything."""
+    if old is None or not new:
+        return None
+    return sorted(set(old) | set(new))
+
+
+def _merged_exclude(old: list[str] | None, new: list[str]) -> list[str] | None:
+    """The `--exclude` selectors both runs left out (what one run took is in); None when nothing is."""
+    both = sorted(set(old or ()) & set(new))
+    return both or None
+
+
+def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str],
+                  files: Mapping[str, Mapping[str, Any]], *, only: Iterable[str] = (), exclude: Iterable[str] = (),
+                  manifest_stat: list[int] | None = None) -> None:
     """Merge installed `files` of `manifest` into the record, atomically.
 
     Nothing is written (and no lock taken) when the record already says it all,
     so a run that finds everything in place also works on a read-only DIR.
     """
+    only, exclude = sorted(only), sorted(exclude)
     current = read_record(dest)
     entry = current["manifests"].get(manifest)
-    if (entry is not None and entry.get("source") == source and set(variants) <= set(entry.get("variants", []))
-            and all(entry.get("files", {}).get(k) == dict(v) for k, v in files.items())):
+    says_it_all = (entry is not None and entry.get("source") == source
+                   and set(variants) <= set(entry.get("variants", []))
+                   and _merged_only(entry.get("only"), only) == entry.get("only")
+                   and _merged_exclude(entry.get("exclude"), exclude) == entry.get("exclude")
+                   and all(entry.get("files", {}).get(k) == dict(v) for k, v in files.items()))
+    if says_it_all and entry is not None and entry.get("manifest_stat") == manifest_stat:
         return
+    try:
+        _write(dest, manifest, source, variants, files, only, exclude, manifest_stat)
+    except CkptfetchError:
+        if not says_it_all:
+            raise
+        # Only the manifest's mtime moved (a checkout): the record still says it all, so a read-only DIR
+        # stays usable; `verify` then compares with the manifest instead of trusting its fast path.
+
+
+def _write(dest: Path, manifest: str, source: str, variants: Iterable[str],
+           files: Mapping[str, Mapping[str, Any]], only: list[str], exclude: list[str],
+           manifest_stat: list[int] | None) -> None:
     with locked(dest, "record"):
         data = read_record(dest)
+        entry = data["manifests"].get(manifest)
+        merged = (only or None) if entry is None else _merged_only(entry.get("only"), only)
+        excluded = (exclude or None) if entry is None else _merged_exclude(entry.get("exclude"), exclude)
         entry = data["manifests"].setdefault(manifest, {"source": source, "variants": [], "files": {}})
         entry["source"] = source
         entry["variants"] = sorted(set(entry.get("variants", [])) | set(variants))
+        for key, value in (("only", merged), ("exclude", excluded)):
+            if value is None:
+                entry.pop(key, None)
+            else:
+                entry[key] = value
+        entry["manifest_stat"] = manifest_stat
         entry.setdefault("files", {}).update({k: dict(v) for k, v in files.items()})
         path = state_dir(dest) / RECORD
         tmp = path.with_name(f"{RECORD}.{os.getpid()}.tmp")
@@ -62,13 +114,18 @@ def update_record(dest: Path, manifest: str, source: str, variants: Iterable[str
             raise unwritable(path.parent, exc) from None
 
 
+def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome], children: Mapping[str, FileEntry] | None = None) -> None:
+    """Write what a run installed (and what it did not) into DIR/.ckptfetch/record.json.
 
-def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome]) -> None:
-    """Write what a run installed (and what it did not) into DIR/.ckptfetch/record.json."""
+    `children` are the entries of files a folder of an archive yielded; a folder that failed as a whole is not
+    recorded (its files are unknown).
+    """
     files: dict[str, dict[str, Any]] = {}
     for o in outcomes:
         # Every selected file is recorded, fetched or not, so `verify DIR` reports what a failed run left MISSING.
-        e = p.manifest.files[o.path]
+        e = (children or {}).get(o.path) or p.manifest.files[o.path]
+        if e.folder:
+            continue
         # The manifest's pins, plus the sha256 verified on the way (e.g. the one the Hub declared).
         pins: dict[str, Any] = dict(e.integrity.checks)
         at = o.at or o.path
@@ -89,10 +146,13 @@ def record_outcomes(p: Plan, outcomes: Iterable[FileOutcome]) -> None:
         commit = e.commit or o.meta.get("commit")
         if commit:
             pins["commit"] = commit
+        if "from" in o.meta:
+            pins["from"] = o.meta["from"]  # which archive and folder the file came out of
         files[o.path] = pins
     if files:
         _testhooks.point("record")
-        update_record(p.dest, p.manifest.name, str(p.manifest.source), p.variants, files)
+        update_record(p.dest, p.manifest.name, str(p.manifest.source), p.variants, files, only=p.only,
+                      exclude=p.exclude, manifest_stat=fingerprint(p.manifest.source))
 
 
-__all__ = ["read_record", "record_outcomes", "update_record"]
+__all__ = ["fingerprint", "read_record", "record_outcomes", "update_record"]

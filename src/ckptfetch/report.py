@@ -20,7 +20,8 @@ def emit_json(doc: Any) -> None:
 
 
 def print_verify(result: VerifyResult, quiet: bool, as_json: bool) -> None:
-    """`PATH: STATUS` lines on stdout like `md5sum -c`, a summary on stderr."""
+    """`PATH: STATUS` lines on stdout like `md5sum -c`; on stderr a summary, then each FAILED or MISSING file
+    with why and the command that repairs it. With `quiet`, nothing at all when every file is OK."""
     if as_json:
         emit_json(result.to_json())
         return
@@ -33,5 +34,8 @@ def print_verify(result: VerifyResult, quiet: bool, as_json: bool) -> None:
     summary = ", ".join(f"{counts[k]} {k}" for k in ("OK", "FAILED", "MISSING", "UNLISTED") if counts.get(k))
     n = len(result.items)
     err = [f"ckptfetch: {n} file{'' if n == 1 else 's'} in {result.dest}: {summary or 'nothing listed'}\n"]
-    err += [f"ckptfetch: {i.path}: {i.detail}\n" for i in result.items if i.status == "FAILED" and i.detail]
+    for i in result.items:
+        if i.status in ("FAILED", "MISSING") and (i.detail or i.repair):
+            why = i.detail or str(i.status).lower()
+            err.append(f"ckptfetch: {i.path}: {why}" + (f"; run: {i.repair}" if i.repair else "") + "\n")
     sys.stderr.write("".join(err))

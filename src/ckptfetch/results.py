@@ -18,6 +18,17 @@ class PlanItem:
     entry: FileEntry
     action: Action
     reason: str = ""  # why it is fetched: missing, corrupt, forced; or why it cannot be (a folder not listed)
+    size: int | None = None  # the pinned size, else the one its source declared when the plan asked
+    resume: int = 0  # bytes a partial download already holds here
+
+
+@dataclass
+class Cost:
+    """What fetching a plan takes: bytes to download (archives once), files of unknown size, bytes already here."""
+
+    download: int
+    unknown: int
+    here: int
 
 
 @dataclass
@@ -28,13 +39,25 @@ class Plan:
     dest: Path
     variants: list[str]
     items: list[PlanItem]
+    only: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    archives: dict[str, tuple[int | None, int]] = field(default_factory=dict)  # to download: (size, bytes here)
 
     @property
     def to_fetch(self) -> list[PlanItem]:
         return [i for i in self.items if i.action == Action.FETCH]
 
+    def cost(self) -> Cost:
+        """Bytes still to download: each file's size less what its partial holds; an archive counts once."""
+        sizes = [(i.size, i.resume) for i in self.to_fetch if not i.entry.archive]
+        sizes += list(self.archives.values())
+        return Cost(sum(s - here for s, here in sizes if s is not None), sum(1 for s, _ in sizes if s is None),
+                    sum(here for _, here in sizes))
+
     def bytes_to_fetch(self) -> int | None:
-        return self.manifest.total_size(i.entry for i in self.to_fetch)
+        """The total size of what is downloaded (what a progress bar counts to), or None when a size is unknown."""
+        c = self.cost()
+        return None if c.unknown else c.download + c.here
 
 
 @dataclass
@@ -105,6 +128,7 @@ class VerifyItem:
     path: str
     status: Check
     detail: str = ""
+    repair: str = ""  # the command that puts a FAILED or MISSING file right, when the record knows it
 
 
 @dataclass
@@ -128,4 +152,4 @@ class VerifyResult:
         return {"dest": str(self.dest), "ok": self.ok, "counts": self.counts(), "files": [asdict(i) for i in self.items]}
 
 
-__all__ = ["FetchResult", "FileOutcome", "Plan", "PlanItem", "VerifyItem", "VerifyResult"]
+__all__ = ["Cost", "FetchResult", "FileOutcome", "Plan", "PlanItem", "VerifyItem", "VerifyResult"]

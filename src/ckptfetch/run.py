@@ -18,23 +18,25 @@ from pathlib import Path
 
 from . import _testhooks
 from .checking import check_file, file_digests
-from .concrete import ManifestRef, check_entry, located
+from .concrete import ManifestRef, cached_archive, check_entry, located
 from .download import Settings, make_session
-from .download.engine import fsync_dir
-from .errors import CkptfetchError, Interrupted, UnsafeArchive
-from .extract import Wanted, extract
+from .download.partial import drop_leftovers, fsync_dir, leftovers
+from .errors import CkptfetchError, Interrupted, UnsafeArchive, UsageError
+from .extract import Wanted, WantedFolder, extract
+from .folders import archive_id, file_entry, inside
 from .layout import blob_target, link_snapshot
-from .manifest import Archive, FileEntry
+from .manifest import Archive, FileEntry, Integrity
 from .planning import plan
 from .proclock import locked
 from .progress import NullReporter, Reporter
 from .record import record_outcomes
 from .results import FetchResult, FileOutcome, Plan
+from .sizing import learn_sizes, partial_of
 from .sources.huggingface import at_commit
 from .sourcing import Fetcher
-from .state import VerifiedCache, state_dir
+from .state import VerifiedCache
 from .status import Action, Check, Layout, Outcome
-from .urls import Mirror, env_mirrors
+from .urls import Mirror, env_mirrors, env_offline, redact
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Run:
     force: bool
     outcomes: dict[str, FileOutcome] = field(default_factory=dict)
     errors: dict[str, CkptfetchError] = field(default_factory=dict)  # the exception behind each failed outcome
+    children: dict[str, FileEntry] = field(default_factory=dict)  # files a folder of an archive yielded
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -60,6 +63,11 @@ class Run:
     def done(self, outcome: FileOutcome) -> None:
         with self.lock:
             self.outcomes[outcome.path] = outcome
+
+    def adopt(self, child: FileEntry) -> None:
+        """A file a folder yielded: an entry of its own from now on (for the record and the result)."""
+        with self.lock:
+            self.children[child.path] = child
 
     def recheck(self, e: FileEntry) -> dict[str, str] | None:
         """Digests if the target is now present and correct (another process may have fetched it)."""
@@ -89,9 +97,10 @@ class Run:
         self.done(FileOutcome(e.path, Outcome.FETCHED, (self.dest / rel).stat().st_size, e.kind, digests=digests,
                               meta=meta or {}, at=rel))
 
-    def failed(self, e: FileEntry, error: CkptfetchError) -> None:
-        with self.lock:
-            self.errors[e.path] = error
+    def failed(self, e: FileEntry, error: CkptfetchError | str) -> None:
+        if isinstance(error, CkptfetchError):
+            with self.lock:
+                self.errors[e.path] = error  # raised again by FetchResult.raise_for_status
         self.done(FileOutcome(e.path, Outcome.FAILED, e.integrity.size, e.kind, error=str(error)))
 
 
@@ -105,8 +114,9 @@ def fetch_url(run: Run, e: FileEntry) -> None:
             drop_leftovers(dest / (rel or e.path))
             run.present(e, have, rel)
             return
-        # A lock (or a folder listing) pins Hub files to a commit: fetch exactly that one.
-        urls = [at_commit(u, e.commit) for u in e.urls] if e.commit else list(e.urls)
+        # A lock (or a folder listing) pins Hub files to a commit: ask for exactly that one, then for the
+        # revision as written (a mirror may keep `resolve/main/`); the pins decide what is accepted.
+        urls = list(dict.fromkeys([at_commit(u, e.commit) for u in e.urls] + list(e.urls))) if e.commit else list(e.urls)
         blob: Path | None = None
         try:
             if e.layout == Layout.HF_CACHE:
@@ -135,13 +145,16 @@ def fetch_url(run: Run, e: FileEntry) -> None:
 
 
 def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
-    """Download one archive (kept in DIR/.ckptfetch/archives/ until every member is in place) and extract `entries`."""
+    """Download one archive (kept in DIR/.ckptfetch/archives/ until every member is in place) and extract `entries`.
+
+    A folder entry (a folder of the archive whose files are not known yet) becomes one entry per file it yields.
+    """
     m = run.plan.manifest
     dest = run.dest
     with locked(dest, f"archive:{m.name}:{archive.name}", run.settings.cancel):
         todo = []
         for e in entries:
-            have = run.recheck(e)
+            have = None if e.folder else run.recheck(e)
             if have is not None:
                 run.present(e, have, located(e, dest))
             else:
@@ -153,21 +166,51 @@ def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
         if results is None:
             return
         for e in todo:
+            if e.folder:
+                _folder_outcomes(run, archive, e, results)
+                continue
             res = results[e.member or ""]
             if isinstance(res, dict):
                 run.fetched(e, at[e.path], res)
             else:
                 run.failed(e, res)
         # Drop the cached archive once every file the manifest takes from it is in place.
-        cached = _cached_archive(run, archive)
-        members = [f for f in m.files.values() if f.archive == archive.name]
-        if all(check_entry(dest, f, run.cache)[0] == Check.OK for f in members):
+        if all(_in_place(run, f) for f in m.files.values() if f.archive == archive.name):
+            cached = _cached_archive(run, archive)
             cached.unlink(missing_ok=True)
             drop_leftovers(cached)
 
 
+def _folder_outcomes(run: Run, archive: Archive, e: FileEntry,
+                     results: dict[str, dict[str, str] | CkptfetchError]) -> None:
+    """One outcome per file a folder of the archive yielded, each tagged with where it came from."""
+    prefix = (e.member or "").strip("/")
+    failure = results.get(prefix + "/")
+    if failure is not None:
+        run.failed(e, failure if isinstance(failure, CkptfetchError) else str(failure))
+        return
+    tag = archive_id(archive, e)
+    for name, res in sorted(results.items()):
+        rel = inside(e, name)
+        if rel is None:
+            continue
+        child = file_entry(e, rel, Integrity(), None)
+        run.adopt(child)
+        if isinstance(res, dict):
+            run.fetched(child, located(child, run.dest) or child.path, res, {"from": tag})
+        else:
+            run.failed(child, res)
+
+
+def _in_place(run: Run, f: FileEntry) -> bool:
+    if f.folder:  # its files were extracted just now (or it failed)
+        kids = [run.outcomes[path] for path, child in run.children.items() if child.parent == f.path]
+        return bool(kids) and all(o.status == Outcome.FETCHED for o in kids)
+    return check_entry(run.dest, f, run.cache)[0] == Check.OK
+
+
 def _cached_archive(run: Run, archive: Archive) -> Path:
-    return state_dir(run.dest) / "archives" / f"{run.plan.manifest.name}--{archive.name}"
+    return cached_archive(run.dest, run.plan.manifest.name, archive.name)
 
 
 def _download_and_extract(
@@ -176,16 +219,18 @@ def _download_and_extract(
     """Extract `todo` from the (downloaded or cached) archive; None when it failed as a whole (outcomes are set)."""
     cached = _cached_archive(run, archive)
     label = f"{archive.name} (archive)"
-    algos = {e.path: tuple(run.fetcher.algos(e.integrity.checks)) for e in todo}
+    wanted = [Wanted(e.member or "", run.dest / at[e.path], at[e.path], e.integrity.checks, e.integrity.size,
+                     tuple(run.fetcher.algos(e.integrity.checks))) for e in todo if not e.folder]
+    folders = [WantedFolder((e.member or "").strip("/"), run.dest / at[e.path], e.path, e.include,
+                            tuple(run.fetcher.algos({}))) for e in todo if e.folder]
     for attempt in (1, 2):
         try:
             if not cached.is_file():
                 run.fetcher.fetch(archive.urls, cached, archive.integrity, label)
                 run.fetcher.reporter.finish(label, True)
             _testhooks.point("archive-downloaded")
-            wanted = [Wanted(e.member or "", run.dest / at[e.path], at[e.path], e.integrity.checks, e.integrity.size,
-                             algos[e.path]) for e in todo]
-            return extract(cached, wanted, label=label, declared_format=archive.format, cancel=run.settings.cancel)
+            return extract(cached, wanted, folders=folders, label=label, declared_format=archive.format,
+                           cancel=run.settings.cancel, source=redact(archive.urls[0]))
         except Interrupted:
             raise
         except CkptfetchError as exc:
@@ -198,25 +243,6 @@ def _download_and_extract(
                 run.failed(e, exc)
             return None
     return None
-
-
-def leftovers(target: Path) -> list[Path]:
-    """A download's sidecar beside `target` and the partial it describes (see download.engine.partial_paths).
-
-    A partial without a sidecar is not touched: it may be a member that another
-    process is extracting under the archive's lock, not this file's.
-    """
-    sidecar = target.with_name(target.name + ".ckptfetch-partial.json")
-    tmp = sidecar.with_name(sidecar.name + ".tmp")  # a kill during a sidecar save leaves this
-    if not (sidecar.exists() or tmp.exists()):
-        return []
-    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar, tmp]
-
-
-def drop_leftovers(target: Path) -> None:
-    """Remove what a run killed between its rename and its clean-up left beside a finished target."""
-    for p in leftovers(target):
-        p.unlink(missing_ok=True)
 
 
 def size_on_disk(dest: Path, rel: str) -> int | None:
@@ -305,7 +331,7 @@ def _dry_run(p: Plan) -> FetchResult:
     status = {Action.PRESENT: Outcome.PRESENT, Action.FETCH: Outcome.PLANNED, Action.MANUAL: Outcome.MANUAL,
               Action.FAILED: Outcome.FAILED}
     return FetchResult(p.manifest.name, p.dest, [
-        FileOutcome(i.entry.path, status[i.action], i.entry.integrity.size, i.entry.kind, manual=i.entry.manual,
+        FileOutcome(i.entry.path, status[i.action], i.size, i.entry.kind, manual=i.entry.manual,
                     manual_url=i.entry.manual_url, error=i.reason if i.action == Action.FAILED else None)
         for i in p.items
     ], dry_run=True)
@@ -317,6 +343,7 @@ def fetch(
     *,
     variants: Sequence[str] = (),
     only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
     jobs: int = 16,  # per-request latency, not bandwidth, bounds many small files; a pool this size hides it
     connections: int | None = None,
     force: bool = False,
@@ -327,6 +354,7 @@ def fetch(
     on_plan: Callable[[Plan], None] | None = None,
     layout: str | None = None,
     algorithms: Sequence[str] = (),
+    offline: bool | None = None,
     raise_on_error: bool = False,
 ) -> FetchResult:
     """Fetch, extract and verify the selected files of `manifest` into `dest`.
@@ -335,35 +363,91 @@ def fetch(
     torch-hub: huggingface_hub's or torch's cache dir). `layout` overrides the
     manifest's default layout. `connections` is how many connections one large
     file may use when its server takes byte ranges. `algorithms` are extra
-    digests computed on the way (in `FileOutcome.digests`). Returns a
+    digests computed on the way (in `FileOutcome.digests`). `offline` (default:
+    CKPTFETCH_OFFLINE) uses only mirrors and local sources, and takes folder
+    listings and Hub commits from the lock file or the record. Returns a
     `FetchResult`; raises `ManifestError` / `UsageError` for bad input and
     `Interrupted` when `settings.cancel` is set (partial files are kept for
     the next run). With `raise_on_error`, a file that failed raises too
     (`FetchResult.raise_for_status`).
     """
     settings = settings or Settings.from_env()
-    p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), force=force, layout=layout,
-             settings=settings)
-    if on_plan is not None:
-        on_plan(p)
-    if dry_run:
-        return _dry_run(p)
+    offline = env_offline() if offline is None else offline
+    p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), exclude=tuple(exclude), force=force,
+             layout=layout,
+             settings=settings, offline=offline)
     jobs = max(1, jobs)
-    try:
-        p.dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CkptfetchError(f"cannot create {p.dest}: {exc.strerror or exc}; choose another --dest.") from None
     if connections is not None:
         settings.connections = max(1, connections)
     session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))
     fetcher = Fetcher(p.dest, list(env_mirrors() if mirrors is None else mirrors), settings, session,
-                      reporter or NullReporter(), tuple(algorithms))
+                      reporter or NullReporter(), tuple(algorithms), offline)
+    try:
+        _learn_sizes(p, fetcher)
+        if on_plan is not None:
+            on_plan(p)
+        if dry_run:
+            _usable(p.dest)
+            return _dry_run(p)
+        _make_dest(p.dest)
+    except BaseException:
+        session.close()
+        raise
     run = Run(p, fetcher, VerifiedCache(p.dest), force)
     _settle_unfetched(run)
-    result = _finish(run, lambda: run_all(_tasks(run), jobs, settings.cancel))
+    result = _finish(run, lambda: _run_tasks(run, jobs))
     if raise_on_error:
         result.raise_for_status()
     return result
+
+
+def _run_tasks(run: Run, jobs: int) -> None:
+    """Every fetch the plan needs; an interrupt says what it leaves for the next run."""
+    try:
+        run_all(_tasks(run), jobs, run.settings.cancel)
+    except Interrupted:
+        kept = _partials_kept(run)
+        if kept:
+            raise Interrupted(f"interrupted; {kept} partial download{'s were' if kept > 1 else ' was'} kept in "
+                              f"{run.dest}, run the same command again to resume") from None
+        raise Interrupted("interrupted; no download was under way, nothing was left half-done") from None
+
+
+def _partials_kept(run: Run) -> int:
+    """Partial downloads the next run will resume: beside the plan's targets and in the archive cache."""
+    targets = [located(i.entry, run.dest) for i in run.plan.to_fetch if not i.entry.archive]
+    archives = [cached_archive(run.dest, run.plan.manifest.name, a) for a in run.plan.archives]
+    return sum(1 for t in [*(run.dest / t for t in targets if t), *archives] if partial_of(t) is not None)
+
+
+def _learn_sizes(p: Plan, fetcher: Fetcher) -> None:
+    """Ask the sources for the sizes the manifest does not pin (briefly, all at once), for the plan's costs."""
+    items = [i for i in p.to_fetch if i.size is None and not i.entry.archive]
+    unsized = [name for name, (size, _) in p.archives.items() if size is None]
+    learned = learn_sizes([i.entry for i in items], [p.manifest.archives[n] for n in unsized], fetcher)
+    for i in items:
+        i.size = learned.get(i.entry.path)
+    for name in unsized:
+        p.archives[name] = (learned.get(f"archive:{name}"), p.archives[name][1])
+
+
+def _usable(dest: Path) -> None:
+    """Refuse a destination that cannot be one (checked without creating anything, for --dry-run)."""
+    probe = dest
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"cannot use the destination {dest}: {probe} is a file in the way; choose another --dest.")
+
+
+def _make_dest(dest: Path) -> None:
+    """Create the destination; one that cannot be (a file in the way, read-only) is a usage error."""
+    _usable(dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if dest.exists() or isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise UsageError(f"cannot create the destination {dest}: {why}; choose another --dest.") from None
 
 
 def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
@@ -375,14 +459,18 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
         run.fetcher.session.close()
         sync_dirs(run.dest, [o.at or o.path for o in run.outcomes.values() if o.status == Outcome.FETCHED])
         try:
-            record_outcomes(run.plan, run.outcomes.values())
+            record_outcomes(run.plan, run.outcomes.values(), run.children)
         except CkptfetchError as exc:
             record_error = exc
         run.cache.close()
     m = run.plan.manifest
     order = {e.path: n for n, e in enumerate(m.files.values())}
-    result = FetchResult(m.name, run.dest, sorted(run.outcomes.values(), key=lambda o: order[o.path]),
-                         errors=dict(run.errors))
+
+    def place(o: FileOutcome) -> tuple[int, str]:
+        child = run.children.get(o.path)
+        return order[child.parent if child is not None and child.parent else o.path], o.path
+
+    result = FetchResult(m.name, run.dest, sorted(run.outcomes.values(), key=place), errors=dict(run.errors))
     # A record that cannot be written (e.g. the disk that just filled up) must not hide the files' own errors,
     # which already say what to do; the next run writes it. On a run where every file is fine it is the error.
     if record_error is not None and result.ok:
@@ -390,4 +478,4 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
     return result
 
 
-__all__ = ["Run", "drop_leftovers", "fetch", "leftovers", "prune_empty_dirs", "run_all"]
+__all__ = ["Run", "fetch", "prune_empty_dirs", "run_all"]

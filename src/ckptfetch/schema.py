@@ -86,17 +86,21 @@ def _file() -> dict[str, Any]:
 
 
 def _folder() -> dict[str, Any]:
+    include = {"oneOf": [{"type": "string", "minLength": 1},
+                         {"type": "array", "items": {"type": "string", "minLength": 1}}]}
     return {
         "type": "object",
-        "description": "every file under a Hugging Face repo folder",
+        "description": "every file under a folder: of a Hugging Face repo (`url`), or of an archive (`archive` + "
+                       "`member: FOLDER/`, `/` for all of it)",
         "properties": {
             "url": {"type": "string", "pattern": r"^hf://[^\s]*/$"},
-            "include": {"oneOf": [{"type": "string", "minLength": 1},
-                                  {"type": "array", "items": {"type": "string", "minLength": 1}}]},
+            "archive": {**_text(), "description": "a name under `archives`"},
+            "member": {"type": "string", "pattern": f"(^/$)|({FOLDER_KEY})"},
+            "include": include,
             "layout": {"enum": list(LAYOUTS)},
         },
-        "required": ["url"],
         "additionalProperties": False,
+        "oneOf": [_only("url", absent=("archive", "member")), _only("archive", "member", absent=("url",))],
     }
 
 

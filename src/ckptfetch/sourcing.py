@@ -23,6 +23,7 @@ from .pins import first_mismatch
 from .proclock import locked
 from .progress import Reporter
 from .sources import Context, resolve
+from .sources import huggingface as hf
 from .urls import Mirror, candidates, redact
 
 Target = Path | Callable[[dict[str, str]], Path]
@@ -66,6 +67,7 @@ class Fetcher:
     session: requests.Session
     reporter: Reporter
     algorithms: tuple[str, ...] = ()  # digests to compute besides those the pins need
+    offline: bool = False  # only mirrors and local sources: no request reaches an original host
 
     def algos(self, hashes: dict[str, str]) -> list[str]:
         return needed_algorithms(hashes, self.algorithms)
@@ -100,7 +102,26 @@ class Fetcher:
                         return have, found.meta
                 return get(path), found.meta
 
-        return first_success(candidates(urls, self.mirrors), attempt, label)
+        return first_success(self.candidates(urls, label), attempt, label)
+
+    def candidates(self, urls: Sequence[str], label: str) -> list[str]:
+        """The URLs to try for one file, mirrors first; offline, an error when no mirror serves it."""
+        found = candidates(urls, self.mirrors, offline=self.offline, match_as=mirror_form)
+        if not found:
+            raise DownloadError(
+                f"{label}: offline, and no mirror serves {redact(urls[0])}; add a --mirror whose FROM it starts "
+                "with (CKPTFETCH_MIRRORS), or drop --offline."
+            )
+        return found
+
+
+def mirror_form(url: str) -> str:
+    """The form a URL is matched against mirrors in: an hf:// file as its Hub resolve URL (HF_ENDPOINT's host)."""
+    if url.startswith("hf://"):
+        f = hf.parse(url)
+        if f is not None and f.path and not f.path.endswith("/"):
+            return f.resolve_url()
+    return url
 
 
 __all__ = ["Fetcher", "Target", "merge_pins"]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import UsageError
 
-_SECRET_PARAMS = re.compile(r"(token|key|secret|signature|sig|password|passwd|auth|credential)", re.IGNORECASE)
+# Query parameters that carry secrets: tokens, passwords, signatures, credentials, API and access keys. Not every
+# "key": Dropbox's `rlkey` is part of a public share link (anyone with the link has it), so it stays readable.
+_SECRET_PARAMS = re.compile(
+    r"(token|secret|signature|password|passwd|auth|credential|^sig$|^key$|api_?key|access_?key|private_?key|_key$)",
+    re.IGNORECASE,
+)
 
 Mirror = tuple[str, str]
 
@@ -19,6 +24,8 @@ def redact(url: str) -> str:
 
     >>> redact("https://u:p@host/x?token=abc&a=1")
     'https://***@host/x?token=***&a=1'
+    >>> redact("https://www.dropbox.com/scl/fi/k/m.zip?rlkey=pub&dl=1")
+    'https://www.dropbox.com/scl/fi/k/m.zip?rlkey=pub&dl=1'
     """
     try:
         parts = urlsplit(url)
@@ -57,12 +64,33 @@ def env_mirrors() -> list[Mirror]:
     return parse_mirrors(re.split(r"[;\n]", raw))
 
 
-def candidates(urls: Sequence[str], mirrors: Sequence[Mirror]) -> list[str]:
-    """URLs to try in order: each mirror rewrite first, then the originals."""
+def env_offline() -> bool:
+    """CKPTFETCH_OFFLINE: 1/true/yes/on means offline, 0/false/no/off or unset online; anything else is an error."""
+    raw = os.environ.get("CKPTFETCH_OFFLINE", "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise UsageError(f"CKPTFETCH_OFFLINE={raw!r} is not a yes/no value; use 1 or 0")
+
+
+def candidates(
+    urls: Sequence[str], mirrors: Sequence[Mirror], *, offline: bool = False,
+    match_as: Callable[[str], str] | None = None,
+) -> list[str]:
+    """URLs to try in order: each mirror rewrite first, then the originals (offline: local `file://` ones only).
+
+    `match_as` gives the form a URL is matched against the mirrors in (an `hf://` URL as the Hub's
+    `https://.../resolve/REV/PATH`, so a mirror of the Hub's host applies to it, revision kept).
+
+    >>> candidates(["https://h/a.pt"], [("https://", "http://127.0.0.1:8000/")])
+    ['http://127.0.0.1:8000/h/a.pt', 'https://h/a.pt']
+    """
     out: list[str] = []
     for url in urls:
+        form = match_as(url) if match_as is not None else url
         for src, dst in mirrors:
-            if url.startswith(src):
-                out.append(dst + url[len(src):])
-    out.extend(urls)
+            if form.startswith(src):
+                out.append(dst + form[len(src):])
+    out.extend(u for u in urls if not offline or u.startswith("file://"))
     return list(dict.fromkeys(out))

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from .._version import __version__
-from ..errors import CkptfetchError, ExitCode
+from ..errors import CkptfetchError, ExitCode, Interrupted
 from .authoring import add, hash_cmd, import_cmd, lint, schema
 from .ci import key
 from .common import emit_json
@@ -77,11 +77,16 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        if as_json:  # --json promised one JSON document on stdout, usage errors included
+            emit_json({"ok": False, "error": exc.format_message(), "exit_code": int(ExitCode.USAGE)})
         exc.show()
         sys.exit(ExitCode.USAGE)
     except (click.Abort, KeyboardInterrupt):
-        click.echo("ckptfetch: interrupted; partial files were kept, run the same command again to resume.", err=True)
+        click.echo("ckptfetch: interrupted.", err=True)  # before any download began (an interrupted run says more)
         sys.exit(ExitCode.INTERRUPTED)
+    except Interrupted as exc:
+        click.echo(f"ckptfetch: {exc}", err=True)
+        sys.exit(exc.exit_code)
     except CkptfetchError as exc:
         if debug:
             import traceback

@@ -14,10 +14,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def consoles() -> tuple[Console, Console]:
-    """stdout and stderr consoles; colours follow NO_COLOR and whether the stream is a terminal."""
+    """stdout and stderr consoles; styles only on a terminal, and none at all (no colour, no bold) with NO_COLOR."""
+    import os
+
     from rich.console import Console
 
+    # rich's own NO_COLOR handling drops colours but keeps bold; no-color.org means no styling at all.
     # soft_wrap: long paths and digests are never folded or cut.
+    if os.environ.get("NO_COLOR"):
+        return (Console(soft_wrap=True, highlight=False, color_system=None),
+                Console(stderr=True, soft_wrap=True, highlight=False, color_system=None))
     return Console(soft_wrap=True, highlight=False), Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -36,3 +42,11 @@ def mirror_option(f: F) -> F:
 
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
+
+
+def offline_option(f: F) -> F:
+    """`--offline`: no request to an original host (CKPTFETCH_OFFLINE=1 does the same)."""
+    return click.option("--offline", is_flag=True,
+                        help="Use only mirrors (--mirror) and local files: no request reaches an original host, the "
+                             "Hub included; folder listings and Hub commits come from the lock file or the record "
+                             "(also CKPTFETCH_OFFLINE=1).")(f)

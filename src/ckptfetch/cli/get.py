@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode
 from ..status import LAYOUTS
-from .common import consoles, emit_json, mirror_option
+from .common import consoles, emit_json, mirror_option, offline_option
 from .completion import manifest_names, target_paths, variant_names
 
 if TYPE_CHECKING:
@@ -25,20 +25,46 @@ def _print_plan(out: Console, p: Plan) -> None:
     present = [i for i in p.items if i.action == "present"]
     fetch = p.to_fetch
     manual = [i for i in p.items if i.action == "manual"]
-    size = p.bytes_to_fetch()
-    what = f"{len(fetch)} to fetch" + (f" ({human_size(size)})" if size is not None and fetch else "")
-    unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
     n = len(p.items)
-    out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {n} file{'' if n == 1 else 's'}, {len(present)} present, {what}"
+    unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
+    out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {n} file{'' if n == 1 else 's'}, {len(present)} present, "
+              f"{len(fetch)} to fetch{_cost(p) if fetch else ''}"
               + (f", {len(manual)} manual" if manual else "")
               + (f" ({unpinned} unpinned)" if unpinned else ""))
+    for name, (size, here) in p.archives.items():
+        out.print(f"  [cyan]download[/cyan] {name} (archive)  {_size(size, here)}", highlight=False)
     for i in p.items:
         if i.action == "present":
             continue
         tag = {"fetch": "[cyan]fetch[/cyan]", "manual": "[yellow]manual[/yellow]", "failed": "[red]cannot list[/red]"}[i.action]
         why = f" ({i.reason})" if i.reason and i.reason not in ("missing",) and i.action != "failed" else ""
-        size_text = human_size(i.entry.integrity.size) if i.entry.integrity.size is not None else ""
+        size_text = "" if i.entry.archive or i.action == "failed" else _size(i.size, i.resume)
+        if i.entry.archive and i.action == "fetch":
+            size_text = f"from {i.entry.archive}" + (f", {human_size(i.size)}" if i.size is not None else "")
         out.print(f"  {tag} {i.entry.path}{why}  {size_text}".rstrip(), highlight=False)
+
+
+def _size(size: int | None, here: int) -> str:
+    """"477 MiB", "size unknown", or "477 MiB (resume: 386 MiB here)"."""
+    from ..describe import human_size
+
+    text = human_size(size)
+    return f"{text} (resume: {human_size(here)} here)" if here else text
+
+
+def _cost(p: Plan) -> str:
+    """" (2.4 GiB)", " (at least 2.4 GiB; 3 sizes unknown)", " (2.1 GiB; 386 MiB more already here)"."""
+    from ..describe import human_size
+
+    c = p.cost()
+    if c.unknown and not c.download:
+        return f" ({c.unknown} size{'' if c.unknown == 1 else 's'} unknown)"
+    text = ("at least " if c.unknown else "") + human_size(c.download)
+    if c.unknown:
+        text += f"; {c.unknown} size{'' if c.unknown == 1 else 's'} unknown"
+    if c.here:
+        text += f"; {human_size(c.here)} more already here"
+    return f" ({text})"
 
 
 def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = False) -> None:
@@ -70,7 +96,10 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
 @click.option("--variant", "variants", multiple=True, metavar="V", shell_complete=variant_names,
               help="Only the files of variant V (repeatable).")
 @click.option("--only", multiple=True, metavar="GLOB", shell_complete=target_paths,
-              help="Only target paths matching GLOB (repeatable).")
+              help="Only files matching GLOB: a glob over target paths, a folder (with or without its `/`) or a "
+                   "bare file name (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", shell_complete=target_paths, help="Leave out files matching GLOB, as --only matches "
+                                                                "(repeatable; as in `hf download`).")
 @click.option("--dest", type=click.Path(file_okay=False), help="Destination folder [default: the manifest's root].")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Files fetched at once (many small files gain most from many parallel requests).")
@@ -78,6 +107,7 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
               help="Connections per large file when the server takes byte ranges [default: 8; CKPTFETCH_CONNECTIONS].")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @mirror_option
+@offline_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only (no plan, no bars, no summary).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there.")
@@ -87,9 +117,10 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
                    "(torch-hub); overrides the manifest's default `layout:`. Without --dest, hf-cache goes to the "
                    "Hub cache (HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) and torch-hub to "
                    "$TORCH_HOME/hub (else ~/.cache/torch/hub).")
-def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], dest: str | None,
-        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], no_progress: bool, quiet: bool,
-        as_json: bool, force: bool, layout: str | None) -> None:
+def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], exclude: tuple[str, ...],
+        dest: str | None,
+        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], offline: bool, no_progress: bool,
+        quiet: bool, as_json: bool, force: bool, layout: str | None) -> None:
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
 
     Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
@@ -99,7 +130,7 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
     \b
     Examples:
       ckptfetch get sam-pt --minimal
-      ckptfetch get manifests/mine.yaml --dest /data/models --only 'sam_ckpts/*' --quiet
+      ckptfetch get manifests/mine.yaml --dest /data/models --only sam_ckpts --quiet
     """
     from ..api import fetch
     from ..urls import env_mirrors, parse_mirrors
@@ -117,7 +148,8 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
 
         def on_plan(p: Plan) -> None:
             _print_plan(out, p)
-            reporter_holder.append(TqdmReporter(p.bytes_to_fetch(), file=sys.stderr))
+            if p.to_fetch:  # nothing to fetch: no empty bar
+                reporter_holder.append(TqdmReporter(p.bytes_to_fetch(), file=sys.stderr))
 
         class _Lazy:
             def __getattr__(self, name: str) -> Any:
@@ -130,15 +162,22 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
                 _print_plan(out, p)
 
     try:
-        result = fetch(manifest, dest, variants=chosen, only=only, jobs=jobs, connections=connections, force=force,
+        result = fetch(manifest, dest, variants=chosen, only=only, exclude=exclude, jobs=jobs, connections=connections, force=force,
                        mirrors=mirror_list, layout=layout,
-                       dry_run=dry_run, reporter=reporter, on_plan=on_plan)
+                       dry_run=dry_run, reporter=reporter, on_plan=on_plan, offline=True if offline else None)
     finally:
         if reporter is not None and getattr(reporter, "close", None):
             reporter.close()
     if as_json:
         emit_json(result.to_json())
-    if not dry_run:
-        _print_summary(out, err, result, quiet)
-    if not result.ok and not dry_run:
+    if dry_run:
+        # A plan that could not be completed (a folder that cannot be listed) is a failed dry run.
+        for f in result.files:
+            if f.status == "failed":
+                err.print(f"[red]error:[/red] {f.error}", highlight=False)
+        if any(f.status == "failed" for f in result.files):
+            raise SystemExit(ExitCode.FAILED)
+        return
+    _print_summary(out, err, result, quiet)
+    if not result.ok:
         raise SystemExit(ExitCode.FAILED)

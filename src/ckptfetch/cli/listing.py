@@ -22,8 +22,7 @@ def list_cmd(as_json: bool) -> None:
       ckptfetch list
       ckptfetch list --json
     """
-    from ..api import relies_on_nothing
-    from ..describe import human_size
+    from ..describe import count_unpinned, human_size, total_size
     from ..discovery import bundled_dir, iter_manifest_files
     from ..manifest import load_manifest
 
@@ -36,8 +35,8 @@ def list_cmd(as_json: bool) -> None:
             continue
         rows.append({
             "name": m.name, "path": str(path), "bundled": path.parent.resolve() == bundled_dir(),
-            "files": len(m.files), "size": m.total_size(m.files.values()), "variants": list(m.variants),
-            "unpinned": sum(1 for f in m.files.values() if relies_on_nothing(f)),
+            "files": len(m.files), "size": total_size(m), "variants": list(m.variants),
+            "unpinned": count_unpinned(m),
             "description": m.description,
         })
     if as_json:
@@ -78,6 +77,7 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     from pathlib import Path
 
     from ..api import check_entry, describe_pin, describe_source
+    from ..describe import human_size, known_sizes
     from ..discovery import resolve_manifest
     from ..state import VerifiedCache
     from ..status import SHOW_STATE
@@ -86,12 +86,13 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
     m = resolve_manifest(name)
     root = Path(dest or m.root)
     cache = VerifiedCache(root) if (root / ".ckptfetch").is_dir() else None
+    sizes = known_sizes(m)
     files: list[dict[str, Any]] = []
     for e in m.files.values():
         status, detail = check_entry(root, e, cache)
         state = SHOW_STATE[status]
         files.append({
-            "path": e.path, "source": describe_source(e), "kind": e.kind, "size": e.integrity.size,
+            "path": e.path, "source": describe_source(e), "kind": e.kind, "size": sizes.get(e.path),
             "hashes": e.integrity.hashes, "pinned": e.integrity.pinned, "pin": e.integrity.pin_level,
             "pin_detail": describe_pin(e), "weak_sha256": e.integrity.weak, "state": state,
             "variants": [v for v in m.variants if e in m.select([v])], "manual": e.manual, "manual_url": e.manual_url,
@@ -128,8 +129,10 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
         if f["layout"] != Layout.PLAIN:
             out.print(f"  layout: {f['layout']}", markup=False)
         if f["folder"]:
-            out.print("  folder: every file under it, listed from the Hub when fetched"
-                      + (f"; include {', '.join(f['include'])}" if f["include"] else ""), markup=False)
+            where = "out of its archive" if f["kind"] == "archive" else "listed from the Hub"
+            out.print(f"  folder: every file under it, {where} when fetched"
+                      + (f"; include {', '.join(f['include'])}" if f["include"] else "")
+                      + (f"; {human_size(f['size'])} by its lock file" if f["size"] is not None else ""), markup=False)
             continue
         for algo, digest in f["hashes"].items():
             out.print(f"  {algo}: {digest}", markup=False)
@@ -137,7 +140,8 @@ def show(name: str, dest: str | None, as_json: bool) -> None:
             out.print(f"  {f['pin_detail']}: {f['weak_sha256']}", style="yellow", markup=False)
         elif f["pin"] == "unpinned":
             out.print(f"  {f['pin_detail']}", style="yellow", markup=False)
-        out.print(f"  size: {f['size'] if f['size'] is not None else 'unknown'}", markup=False)
+        size = f"{human_size(f['size'])} ({f['size']} bytes)" if f["size"] is not None else "unknown"
+        out.print(f"  size: {size}", markup=False)
     for a in m.archives.values():
         out.print()
         out.print(f"archive {a.name}: {', '.join(redact(u) for u in a.urls)}", markup=False)

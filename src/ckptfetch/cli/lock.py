@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import consoles, emit_json, json_option, mirror_option
+from .common import consoles, emit_json, json_option, mirror_option, offline_option
 from .completion import manifest_names
 
 
@@ -14,10 +14,12 @@ from .completion import manifest_names
 @click.argument("manifest", shell_complete=manifest_names)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write [default: NAME.lock.yaml beside the manifest].")
 @mirror_option
+@offline_option
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Files hashed at once.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @json_option
-def lock(manifest: str, output: str | None, mirrors: tuple[str, ...], jobs: int, no_progress: bool, as_json: bool) -> None:
+def lock(manifest: str, output: str | None, mirrors: tuple[str, ...], offline: bool, jobs: int, no_progress: bool,
+         as_json: bool) -> None:
     """Pin every file of MANIFEST (sha256, size, Hub commit) in NAME.lock.yaml.
 
     Hashes come from the Hub's metadata when it declares them (LFS files),
@@ -39,7 +41,8 @@ def lock(manifest: str, output: str | None, mirrors: tuple[str, ...], jobs: int,
 
         reporter = TqdmReporter(None, file=sys.stderr)
     try:
-        result = make_lock(manifest, output, mirrors=parse_mirrors(mirrors) + env_mirrors(), jobs=jobs, reporter=reporter)
+        result = make_lock(manifest, output, mirrors=parse_mirrors(mirrors) + env_mirrors(), jobs=jobs, reporter=reporter,
+                           offline=True if offline else None)
     finally:
         if reporter is not None:
             reporter.close()

@@ -1,5 +1,29 @@
-"""The one download engine: partial files, Range resume, retries, safe redirects."""
+"""The one download engine: partial files, Range resume, retries, safe redirects.
 
-from .engine import Candidate, Request, Settings, download, make_session
+The names below load on first use, so `download.partial` (which api and
+extract use for the partial files' names) does not import requests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __all__ = ["Candidate", "Request", "Settings", "download", "make_session"]
+
+_HOME = {"Candidate": "http", "Request": "http", "Settings": "settings", "make_session": "settings",
+         "download": "engine"}
+
+if TYPE_CHECKING:
+    from .engine import download
+    from .http import Candidate, Request
+    from .settings import Settings, make_session
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -6,24 +6,27 @@ partial file. A hasher thread follows the contiguous written prefix with
 `pread`, so every byte is hashed once, in order, while the rest still
 downloads. Piece positions are saved in the sidecar, so a resume continues each
 piece where it stopped. A server that stops honouring ranges mid-way (or whose
-validator changed) makes the download fall back to one stream from the
-contiguous prefix, where `If-Range` decides between resuming and restarting.
+validator changed) ends it with NO_RANGES: the engine goes on with one stream
+from the contiguous prefix, where `If-Range` decides between resuming and
+restarting.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 
 from .. import compat
 from ..errors import CkptfetchError, DownloadError, Interrupted
 from ..hashing import MultiHasher
+from . import http
+from .http import Lost
 from .resume import parse_content_range
+from .states import Action, Counters, Outcome, Step, decide
 
 PROBE = 8 << 20  # the first request asks for this much; bigger files get pieces
 MIN_PIECE = 8 << 20
@@ -55,25 +58,14 @@ def plan_pieces(total: int, connections: int, first_end: int = 0) -> list[list[i
     return pieces
 
 
-class FallBack(Exception):
-    """Ranges stopped working: continue with one stream from the contiguous prefix."""
-
-
-class PieceRetry(Exception):
-    def __init__(self, message: str, wait: float | None = None) -> None:
-        super().__init__(message)
-        self.wait = wait
-
-
-@dataclass
+@dataclass(frozen=True)
 class Hooks:
     """What the segmented download needs from its job (the engine's `_Job`)."""
 
-    open: Callable[[dict[str, str]], requests.Response]
-    check_status: Callable[[requests.Response], None]  # raises a retry or an error for non-2xx
+    open: Callable[[dict[str, str]], requests.Response | Lost]
+    refused: Callable[[requests.Response], Lost]  # a retry for a non-2xx status, or raises DownloadError
     save: Callable[[list[list[int]]], None]
-    backoff: Callable[[int, float | None], float]
-    sleep: Callable[[float], None]
+    pause: Callable[[int, float | None], None]  # back off after n failures in a row (with the server's Retry-After)
     advance: Callable[[int], None]
     slot: Callable[[], threading.Semaphore]  # the per-host connection cap
 
@@ -96,7 +88,7 @@ class Segmented:
         self.lock = threading.Condition()
         self.taken: set[int] = set()
         self.abort = threading.Event()
-        self.error: BaseException | None = None
+        self.ending: BaseException | Step | None = None  # why the workers stopped early
         self.hashed = 0
         self.hasher = MultiHasher(algos)
 
@@ -117,10 +109,11 @@ class Segmented:
                     return i
         return None
 
-    def _fail(self, exc: BaseException) -> None:
+    def _end(self, why: BaseException | Step) -> None:
+        """Stop every worker: an error, or a step that ends the segmented download (NO_RANGES)."""
         with self.lock:
-            if self.error is None or isinstance(exc, Interrupted):
-                self.error = exc
+            if self.ending is None or isinstance(why, Interrupted):
+                self.ending = why
             self.abort.set()
             self.lock.notify_all()
 
@@ -139,7 +132,7 @@ class Segmented:
             while self.hashed < limit:
                 n = compat.pread_into(self.fd, view[: min(HASH_CHUNK, limit - self.hashed)], self.hashed)
                 if n <= 0:
-                    self._fail(DownloadError("the partial file shrank while downloading"))
+                    self._end(DownloadError("the partial file shrank while downloading"))
                     return
                 self.hasher.update(view[:n])
                 self.hashed += n
@@ -152,11 +145,11 @@ class Segmented:
         slot = self.hooks.slot() if capped else None
         try:
             if first is not None:
-                try:
-                    with first:
-                        self._stream(0, first)
-                except PieceRetry:
-                    pass
+                with first:
+                    step = self._stream(0, first)
+                if step.outcome is Outcome.NO_RANGES:
+                    self._end(step)
+                    return
                 self._piece(0)  # finishes piece 0 if the first response fell short
             while not self.abort.is_set():
                 if slot is not None:
@@ -172,50 +165,60 @@ class Segmented:
                     if slot is not None:
                         slot.release()
         except BaseException as exc:  # noqa: BLE001 - handed to the coordinator
-            self._fail(exc)
+            self._end(exc)
 
     def _piece(self, i: int) -> None:
-        failures = 0
-        best = self.pieces[i][2]
+        """Fetch what piece `i` lacks, retrying on new connections as the backoff policy says."""
+        counters = Counters(best=self.pieces[i][2])
         while not self.abort.is_set():
             start, end, pos = self.pieces[i]
             if pos >= end:
                 return
-            headers = {"Range": f"bytes={pos}-{end - 1}"}
-            if self.validator:
-                headers["If-Range"] = self.validator
-            try:
-                resp = self.hooks.open(headers)
-                with resp:
-                    if resp.status_code in (200, 416):
-                        raise FallBack(f"the server answered {resp.status_code} to a range request")
-                    self.hooks.check_status(resp)
-                    cr = parse_content_range(resp.headers.get("Content-Range"))
-                    if resp.status_code != 206 or cr is None or cr[0] != pos or cr[1] != end - 1 or cr[2] != self.total:
-                        raise FallBack("the server sent a different range than asked")
-                    self._stream(i, resp)
+            step = self._attempt(i)
+            if step.outcome is Outcome.NO_RANGES:
+                self._end(step)
                 return
-            except PieceRetry as exc:
-                now = self.pieces[i][2]
-                if now > best:
-                    best, failures = now, 0
-                else:
-                    failures += 1
-                if failures > self.retries:
-                    raise DownloadError(f"giving up on bytes {now}-{end - 1} after {failures} failed attempts: {exc}") from None
-                self.hooks.sleep(self.hooks.backoff(failures, exc.wait))
+            if step.outcome is Outcome.COMPLETE or self.abort.is_set():
+                return
+            action, counters = decide(step, self.pieces[i][2], counters, self.retries)
+            if action is Action.GIVE_UP:
+                raise DownloadError(f"giving up on bytes {self.pieces[i][2]}-{end - 1} after {counters.failures} "
+                                    f"failed attempts: {step.reason}")
+            self.hooks.pause(counters.failures, step.wait)
 
-    def _stream(self, i: int, resp: requests.Response) -> None:
+    def _attempt(self, i: int) -> Step:
+        """One request for the rest of piece `i`."""
+        _start, end, pos = self.pieces[i]
+        headers = {"Range": f"bytes={pos}-{end - 1}"}
+        if self.validator:
+            headers["If-Range"] = self.validator
+        resp = self.hooks.open(headers)
+        if isinstance(resp, Lost):
+            return Step(Outcome.LOST, resp.reason, resp.wait)
+        with resp:
+            if resp.status_code in (200, 416):
+                return Step(Outcome.NO_RANGES, f"the server answered {resp.status_code} to a range request")
+            if resp.status_code >= 300:
+                lost = self.hooks.refused(resp)
+                return Step(Outcome.LOST, lost.reason, lost.wait)
+            cr = parse_content_range(resp.headers.get("Content-Range"))
+            if resp.status_code != 206 or cr is None or cr[0] != pos or cr[1] != end - 1 or cr[2] != self.total:
+                return Step(Outcome.NO_RANGES, "the server sent a different range than asked")
+            return self._stream(i, resp)
+
+    def _stream(self, i: int, resp: requests.Response) -> Step:
+        """Write the body of `resp` into piece `i` at its position."""
         piece = self.pieces[i]
+        before = piece[2]
         try:
-            for chunk in resp.iter_content(self.chunk_size):
+            for chunk in http.chunks(resp, self.chunk_size):
                 if self.cancel.is_set():
                     raise Interrupted()
                 if self.abort.is_set():
-                    return
+                    return Step(Outcome.LOST, "stopped")
                 n = len(chunk)
                 if piece[2] + n > piece[1]:
-                    raise FallBack("the server sent more than the range asked for")
+                    return Step(Outcome.NO_RANGES, "the server sent more than the range asked for")
                 view, at = memoryview(chunk), piece[2]
                 while view:  # pwrite may write only part; the hasher reads back what is on disk
                     written = compat.pwrite(self.fd, view, at)
@@ -226,15 +229,16 @@ class Segmented:
                     piece[2] += n
                     self.lock.notify_all()
                 self.hooks.advance(n)
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as exc:
-            raise PieceRetry(f"connection lost ({type(exc).__name__})") from None
-        if piece[2] < piece[1] and not self.abort.is_set():
-            raise PieceRetry("connection closed early")
+        except http.CONNECTION_ERRORS as exc:
+            return Step(Outcome.LOST, f"connection lost ({type(exc).__name__})", progressed=piece[2] > before)
+        if piece[2] < piece[1]:
+            return Step(Outcome.LOST, "connection closed early", progressed=piece[2] > before)
+        return Step(Outcome.COMPLETE)
 
     # -- the coordinator ----------------------------------------------------------------
 
-    def run(self, first: requests.Response | None) -> dict[str, str]:
-        """Fetch every piece; raises FallBack, Interrupted or DownloadError."""
+    def run(self, first: requests.Response | None) -> Step:
+        """Fetch every piece: COMPLETE with the digests, or NO_RANGES; raises Interrupted or DownloadError."""
         if first is not None:
             self.taken.add(0)
         n_workers = min(self.connections, max(1, sum(1 for p in self.pieces if p[2] < p[1])))
@@ -280,20 +284,22 @@ class Segmented:
             with self.lock:
                 # Leaving early (an error, a cancel, or an exception right here): stop every
                 # worker before the caller closes the file they write to.
-                if self.error is not None or self.cancel.is_set() or any(w.is_alive() for w in workers):
+                if self.ending is not None or self.cancel.is_set() or any(w.is_alive() for w in workers):
                     self.abort.set()
                 self.lock.notify_all()
             for w in workers:
                 w.join()
             hasher.join()
             self._save()
-        if self.cancel.is_set() and not isinstance(self.error, CkptfetchError):
+        if self.cancel.is_set() and not isinstance(self.ending, CkptfetchError):
             raise Interrupted()
-        if self.error is not None:
-            raise self.error
+        if isinstance(self.ending, BaseException):
+            raise self.ending
+        if self.ending is not None:
+            return self.ending
         if self.prefix() != self.total or self.hashed != self.total:
             raise DownloadError("segmented download ended incomplete")
-        return self.hasher.hexdigests()
+        return Step(Outcome.COMPLETE, digests=self.hasher.hexdigests())
 
     def _done(self) -> int:
         """Bytes written so far across all pieces."""
@@ -309,7 +315,7 @@ class Segmented:
             pass  # a full or failing disk: the last saved progress stands; a resume then fetches a bit more
 
 
-def contiguous(pieces: list[list[int]] | Any) -> int:
+def contiguous(pieces: Sequence[Sequence[int]]) -> int:
     """Length of the written prefix described by saved pieces."""
     for _start, end, pos in pieces:
         if pos < end:

@@ -9,8 +9,8 @@ inputs make the real download URL. The engine hands that page to `on_html`,
 which returns the URL to fetch next, or explains a quota, permission or
 not-found page in one sentence.
 
->>> file_id("https://drive.google.com/file/d/1AbC-_x/view?usp=sharing")
-'1AbC-_x'
+>>> file_id("https://drive.google.com/file/d/1AbC-_x9zQw/view?usp=sharing")
+'1AbC-_x9zQw'
 """
 
 from __future__ import annotations

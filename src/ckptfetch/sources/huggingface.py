@@ -24,9 +24,7 @@ else `~/.cache/huggingface/token`.
 from __future__ import annotations
 
 import os
-import random
 import re
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -226,7 +224,8 @@ def access_error(f: HubFile, status: int, headers: Mapping[str, str], what: str)
         return DownloadError(
             f"{what}: {repo} was not found or you have no access (HTTP {status}) at {f.repo_url}. {hint}"
         )
-    return DownloadError(f"{what}: the Hub answered HTTP {status} for {redact(f.resolve_url())}.")
+    return DownloadError(f"{what}: the Hub answered HTTP {status} for {redact(f.resolve_url())}; try again later, "
+                         "or use --mirror / --offline.")
 
 
 def _request(
@@ -240,6 +239,7 @@ def _request(
     """
     import requests
 
+    from ..download import retry
     from ..download.resume import is_retryable_status, retry_after_seconds
 
     s = ctx.settings
@@ -275,11 +275,9 @@ def _request(
             resp.close()
         failures += 1
         if failures > s.retries:
-            raise DownloadError(f"{what}: cannot ask the Hub about {f.repo_id}: {problem}. Try again later.")
-        delay = wait if wait is not None else min(s.backoff_max, s.backoff * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
-        deadline = time.monotonic() + min(delay, s.retry_after_max)
-        while (left := deadline - time.monotonic()) > 0 and not s.cancel.is_set():
-            s.sleep(min(left, 0.25))
+            raise DownloadError(f"{what}: cannot ask the Hub about {f.repo_id}: {problem}. Check the network, or use "
+                                "--mirror / --offline, then run the same command again.")
+        retry.pause(retry.delay(failures, wait, s), s)
 
 
 def _normalize_etag(value: str | None) -> str | None:
@@ -410,7 +408,7 @@ def list_folder(url: str, ctx: Context) -> tuple[HubFile, str | None, list[TreeF
     f = parse(url)
     if f is None:
         raise DownloadError(f"{redact(url)} is not a Hugging Face folder URL (hf://ORG/REPO[@REV]/DIR/)")
-    what = f"{f.repo_id}/{f.path}" if f.path else f.repo_id
+    what = ctx.label or (f"{f.repo_id}/{f.path}" if f.path else f.repo_id)
     commit = resolve_commit(ctx, f, what)
     folder = f.path.strip("/")
     files: list[TreeFile] = []

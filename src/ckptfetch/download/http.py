@@ -1,0 +1,205 @@
+"""HTTP for the engine: what a request is, opening it under the redirect policy, and what a status means.
+
+Redirects are followed by hand: never from https to anything else, and a
+redirect to another origin (host or port) drops every header the caller added
+(a token for one host). A transient failure (a connection that could not be
+made, a 5xx, a 429) is returned as `Lost`, for the engine to decide on; a
+failure no retry can fix is a `DownloadError` with a plain explanation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from ..errors import DownloadError
+from ..urls import redact
+from . import retry
+from .resume import is_retryable_status, retry_after_seconds
+from .settings import Settings
+
+MAX_REDIRECTS = 10
+MAX_HTML_HOPS = 3  # interstitial pages followed for one request
+MAX_PAGE_BYTES = 2 << 20  # how much of an interstitial page is read
+_PROTOCOL_HEADERS = frozenset({"range", "if-range", "accept", "accept-encoding", "user-agent"})
+CONNECTION_ERRORS = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One way to get a file's bytes, as a source resolver describes it.
+
+    `headers` go with this URL alone (e.g. a token for one host; they are
+    dropped when a redirect leaves that host). `on_html` handles an
+    interstitial page (a confirmation form, say): it gets the page's text and
+    URL and returns the URL to fetch next, or raises `DownloadError` with a
+    plain explanation (quota exceeded, no permission...).
+
+    `key` is the download's identity for resuming and for messages when the
+    URL itself changes from run to run (a presigned URL whose signature and
+    date differ each time); it defaults to `url`. `validator` is the file's
+    current ETag when the source already knows it (from a HEAD): a partial
+    saved under another validator is restarted, never resumed, even from a
+    server that ignores `If-Range`.
+    """
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    on_html: Callable[[str, str], str] | None = None
+    key: str | None = None
+    validator: str | None = None
+
+
+Candidate = str | tuple[str, Mapping[str, str]] | Request
+"""A URL to try, optionally with headers for it alone, or a full `Request`."""
+
+
+def as_request(candidate: Candidate) -> Request:
+    if isinstance(candidate, Request):
+        return candidate
+    if isinstance(candidate, str):
+        return Request(candidate)
+    return Request(candidate[0], candidate[1])
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A transient failure: worth another attempt after a backoff (`wait`: the server's Retry-After)."""
+
+    reason: str
+    wait: float | None = None
+
+
+def open_url(session: requests.Session, url: str, headers: Mapping[str, str], settings: Settings,
+             label: str, shown: str, method: str = "GET", timeout: float | None = None) -> requests.Response | Lost:
+    """GET (streamed) or HEAD `url` with redirects followed by hand: no https→http, no credentials to another
+    host. `timeout` replaces the settings' connect and read timeouts (a quick question, such as a size)."""
+    headers = dict(headers)
+    timeouts = (settings.connect_timeout, settings.read_timeout) if timeout is None else (timeout, timeout)
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            resp = session.request(method, url, headers=headers, stream=method == "GET", timeout=timeouts,
+                                   allow_redirects=False)
+        except requests.exceptions.SSLError:
+            # Retrying cannot fix a certificate: say so at once.
+            raise DownloadError(
+                f"{label}: the TLS certificate of {urlsplit(url).hostname} could not be verified "
+                f"({redact(url)}). If the site uses a private CA, point REQUESTS_CA_BUNDLE at it."
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            return Lost(f"cannot reach {urlsplit(url).hostname} ({reason(exc)})")
+        except (requests.RequestException, ValueError) as exc:
+            # requests' own text for these repeats the URL or a header value (a token): not shown.
+            raise DownloadError(
+                f"{label}: cannot request {redact(url)} ({type(exc).__name__}); check the URL and any token."
+            ) from None
+        if not (resp.is_redirect and "Location" in resp.headers):
+            return resp
+        new = urljoin(url, resp.headers["Location"])
+        resp.close()
+        headers = _redirected_headers(url, new, headers, label)
+        url = new
+    raise DownloadError(f"{label}: too many redirects from {shown}")
+
+
+def _redirected_headers(old: str, new: str, headers: dict[str, str], label: str) -> dict[str, str]:
+    """The headers that may follow a redirect from `old` to `new`; refuses a downgrade or an odd scheme."""
+    old_parts, new_parts = urlsplit(old), urlsplit(new)
+    if old_parts.scheme == "https" and new_parts.scheme != "https":
+        raise DownloadError(
+            f"{label}: refused a redirect from https to {new_parts.scheme} ({redact(new)}); "
+            "ckptfetch never downgrades a secure URL."
+        )
+    if new_parts.scheme not in ("http", "https"):
+        raise DownloadError(f"{label}: refused a redirect to {redact(new)}")
+    if (old_parts.hostname, old_parts.port) != (new_parts.hostname, new_parts.port):
+        # Another origin gets no credentials: every header the caller added (a token
+        # for one host) is dropped; only the protocol's own ones go on.
+        return {k: v for k, v in headers.items() if k.lower() in _PROTOCOL_HEADERS}
+    return headers
+
+
+_HINTS = {
+    401: "the server wants credentials; check the URL or your token",
+    403: "access is denied; the file may be private, gated or the link expired",
+    404: "the file is not there; the URL may have moved",
+    410: "the file was removed from that server",
+}
+
+
+def refused(resp: requests.Response, settings: Settings, label: str, shown: str) -> Lost:
+    """What a status other than 200/206 means: `Lost` when worth retrying, else a `DownloadError`."""
+    status = resp.status_code
+    if is_retryable_status(status):
+        wait = retry_after_seconds(resp.headers.get("Retry-After"))
+        if retry.waits_too_long(wait, settings):
+            raise DownloadError(
+                f"{label}: {shown} answered HTTP {status} and asks to come back in {wait:.0f} s, "
+                f"longer than ckptfetch waits ({settings.retry_after_max:.0f} s). Run the same command "
+                "again later (or use --mirror); partial files are kept."
+            )
+        return Lost(f"HTTP {status} from {urlsplit(resp.url).hostname}", wait)
+    hint = _HINTS.get(status, "the server refused the request")
+    raise DownloadError(f"{label}: HTTP {status} for {shown}: {hint}.")
+
+
+def is_html(resp: requests.Response) -> bool:
+    return resp.headers.get("Content-Type", "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
+
+
+def read_page(resp: requests.Response) -> str:
+    """The text of an HTML page (its first `MAX_PAGE_BYTES`)."""
+    return resp.raw.read(MAX_PAGE_BYTES, decode_content=True).decode(resp.encoding or "utf-8", "replace")
+
+
+def ask_source(on_html: Callable[[str, str], str] | None, resp: requests.Response, label: str) -> str:
+    """Hand an HTML page to the source's `on_html`: the URL to go on with; its errors get the file's label."""
+    assert on_html is not None
+    try:
+        return on_html(read_page(resp), resp.url)
+    except DownloadError as exc:
+        text = str(exc)
+        if text.startswith(f"{label}: "):
+            raise
+        raise DownloadError(f"{label}: {text}") from None
+
+
+def declared_total(resp: requests.Response, offset: int) -> int | None:
+    """The whole file's size from Content-Length, when it says the bytes as stored."""
+    length = resp.headers.get("Content-Length")
+    if length is None or not length.isdigit() or resp.headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    return int(length) + (offset if resp.status_code == 206 else 0)
+
+
+def chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
+    """The body of `resp` as it arrives, in chunks of up to `size` bytes."""
+    return resp.iter_content(size)
+
+
+def reason(exc: BaseException) -> str:
+    """A short, secret-free reason for a connection failure."""
+    text = str(exc)
+    for marker in ("Read timed out", "Connection reset", "Connection refused", "Connection aborted",
+                   "IncompleteRead", "Name or service not known", "Temporary failure in name resolution",
+                   "timed out", "Max retries exceeded"):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__
+
+
+_HOST_SLOTS: dict[tuple[str, int], threading.Semaphore] = {}
+_HOST_SLOTS_LOCK = threading.Lock()
+
+
+def host_slot(url: str, cap: int) -> threading.Semaphore:
+    """The semaphore capping extra connections to the host of `url`."""
+    key = (urlsplit(url).netloc, cap)
+    with _HOST_SLOTS_LOCK:
+        if key not in _HOST_SLOTS:
+            _HOST_SLOTS[key] = threading.BoundedSemaphore(max(1, cap))
+        return _HOST_SLOTS[key]
