@@ -310,7 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         path = self.path
         owner._log(RequestLog(self.command, path, Headers(self.headers.items()), self.client_address))
-        fault = owner._pop_fault(path)
+        # Faults are for downloads: a HEAD (a client asking a file's size) leaves them queued for the GET.
+        fault = None if head else owner._pop_fault(path)
         try:
             self._answer(path, head, fault)
         except OSError:  # client went away (BrokenPipe/ConnectionReset) or server stopping

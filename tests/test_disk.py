@@ -75,8 +75,8 @@ def assert_good_untouched(dest: Path, before: tuple[int, int]) -> None:
     assert (st.st_ino, st.st_mtime_ns) == before and (dest / "good.bin").read_bytes() == GOOD
 
 
-def one_error(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 1, r.stdout + r.stderr
+def one_error(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    assert r.returncode == code, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1, r.stderr
@@ -208,7 +208,7 @@ def test_read_only_destination(server: TestServer, tmp_path: Path, tmpfs: Path) 
         assert server.hits("/other.bin") == 0, "nothing is downloaded that cannot be written"
         assert_good_untouched(tmpfs, before)
         r = run_cli("get", str(m), "--dest", str(tmpfs / "sub"), "--no-progress")
-        assert "Read-only file system" in one_error(r)
+        assert "Read-only file system" in one_error(r, code=2), "a destination that cannot be made: a usage error"
         faultstats.count("read-only runs ending in one clean error")
     finally:
         remount(tmpfs, "rw")

@@ -383,8 +383,8 @@ def fetch(
     fetcher = Fetcher(p.dest, list(env_mirrors() if mirrors is None else mirrors), settings, session,
                       reporter or NullReporter(), tuple(algorithms), offline)
     try:
-        _learn_sizes(p, fetcher)
-        if on_plan is not None:
+        if on_plan is not None:  # the plan is shown: say what it costs
+            _learn_sizes(p, fetcher)
             on_plan(p)
         if dry_run:
             _usable(p.dest)

@@ -28,7 +28,7 @@ from .sourcing import Fetcher
 from .urls import redact
 
 BUDGET = 2.0  # seconds for learning every size, at once
-MAX_PROBES = 16  # requests at once
+MAX_PROBES = 32  # requests at once: many small files on a far server must not make the plan slow
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ def _size_of(urls: list[str], label: str, fetcher: Fetcher, timeout: float) -> i
         found = resolve(first, Context(fetcher.session, fetcher.settings, label))
     except (CkptfetchError, requests.RequestException, ValueError):
         return None
+    fetcher.resolved[first] = found  # the download then asks the source (a Hub's HEAD) no second time
     if found.size is not None:
         return found.size
     if not found.requests:

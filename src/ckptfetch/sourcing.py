@@ -8,7 +8,7 @@ with the manifest's before any byte moves, and the one engine downloads.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -22,7 +22,7 @@ from .manifest import Integrity
 from .pins import first_mismatch
 from .proclock import locked
 from .progress import Reporter
-from .sources import Context, resolve
+from .sources import Context, Resolved, resolve
 from .sources import huggingface as hf
 from .urls import Mirror, candidates, redact
 
@@ -68,6 +68,7 @@ class Fetcher:
     reporter: Reporter
     algorithms: tuple[str, ...] = ()  # digests to compute besides those the pins need
     offline: bool = False  # only mirrors and local sources: no request reaches an original host
+    resolved: dict[str, Resolved] = field(default_factory=dict)  # what the plan already asked (sizes), used once
 
     def algos(self, hashes: dict[str, str]) -> list[str]:
         return needed_algorithms(hashes, self.algorithms)
@@ -82,7 +83,7 @@ class Fetcher:
         ctx = Context(self.session, self.settings, label)
 
         def attempt(url: str) -> tuple[dict[str, str], dict[str, str]]:
-            found = resolve(url, ctx)
+            found = self.resolved.pop(url, None) or resolve(url, ctx)
             hashes, size = merge_pins(integrity, found.hashes, found.size, label, url)
 
             def get(path: Path) -> dict[str, str]:
