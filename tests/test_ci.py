@@ -9,6 +9,7 @@ import shutil
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -188,6 +189,7 @@ class _Job:
         self.outputs: dict[str, dict[str, str]] = {}
         self.post: list[tuple[str, str]] = []  # caches to save when the job ends (path, key)
         self.restored = ""
+        self.after_restore: Callable[[_Job], None] | None = None  # a check of the test's, between two steps
 
     def ckptfetch(self, command: str) -> str:
         args = shlex.split(command)
@@ -217,6 +219,8 @@ class _Job:
             uses, command = step.get("uses", ""), step.get("run")
             if uses.startswith("actions/cache"):
                 self.cache(step["with"])
+                if self.after_restore is not None:
+                    self.after_restore(self)
             elif command and command.startswith("pip install"):
                 self.log.append(f"$ {command}   [skipped: the package under test is installed]")
             elif command and (m := re.fullmatch(r'echo "(\w+)=\$\((ckptfetch [^)]*)\)" >> "\$GITHUB_OUTPUT"', command)):
@@ -239,13 +243,21 @@ def test_the_readme_github_actions_recipe(server: TestServer, tmp_path: Path) ->
     caches: dict[str, Path] = {}
     transcript: list[str] = []
 
-    def job(n: int) -> _Job:
+    def job(n: int, check: Callable[[_Job], None] | None = None) -> _Job:
         ws = tmp_path / f"machine-{n}"  # a fresh checkout on another machine: another absolute path
         _write(ws / manifest, files, variants={"ci": ["weights/*"]})
         transcript.append(f"=== run {n} in {ws.name}")
         j = _Job(ws, caches, tmp_path / "caches", transcript)
+        j.after_restore = check
         j.run(steps)
         return j
+
+    def stale_fails_verify(j: _Job) -> None:
+        """Not a recipe step: what the stale restore holds, had `get` not run (verify compares record and manifest)."""
+        r = invoke("verify", "models", cwd=j.ws)
+        j.log.append(f"$ ckptfetch verify models   [a check of the test's, not a recipe step]\n{r.stdout}{r.stderr}"
+                     f"[exit {r.returncode}]")
+        assert r.returncode == 1 and "weights/w1.pth: FAILED" in r.stdout
 
     def downloads() -> list[str]:
         return [q.path for q in server.requests if q.method == "GET"]
@@ -263,7 +275,7 @@ def test_the_readme_github_actions_recipe(server: TestServer, tmp_path: Path) ->
     data[1] = blob(60_000, seed=99)
     server.replace("/w1.pth", data[1])
     files["weights/w1.pth"]["md5"] = md5(data[1])
-    third = job(3)
+    third = job(3, stale_fails_verify)
     k2 = third.outputs["ckpt"]["key"]
     assert k2 != k1 and third.restored == "prefix", "the stale cache is restored only through restore-keys"
     assert downloads()[3:] == ["/w1.pth"], "only the re-pinned file crosses the network"
