@@ -8,8 +8,8 @@ import shlex
 import shutil
 import textwrap
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
