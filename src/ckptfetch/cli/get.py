@@ -98,8 +98,8 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
 @click.option("--only", multiple=True, metavar="GLOB", shell_complete=target_paths,
               help="Only files matching GLOB: a glob over target paths, a folder (with or without its `/`) or a "
                    "bare file name (repeatable).")
-@click.option("--exclude", multiple=True, metavar="GLOB", shell_complete=target_paths, help="Leave out files matching GLOB, as --only matches "
-                                                                "(repeatable; as in `hf download`).")
+@click.option("--exclude", multiple=True, metavar="GLOB", shell_complete=target_paths,
+              help="Leave out files matching GLOB, as --only matches (repeatable; as in `hf download`).")
 @click.option("--dest", type=click.Path(file_okay=False), help="Destination folder [default: the manifest's root].")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Files fetched at once (many small files gain most from many parallel requests).")
