@@ -211,12 +211,13 @@ def _print_summary(out: Console, err: Console, r: FetchResult) -> None:
     counts: dict[str, int] = {}
     for f in r.files:
         counts[f.status] = counts.get(f.status, 0) + 1
+    from rich.markup import escape
+
     for f in r.files:
         if f.status == "failed":
-            err.print(f"[red]error:[/red] {f.error}", highlight=False)
+            # Escaped: a message may hold brackets (`pip install 'ckptfetch[s3]'`) that are not markup.
+            err.print(f"[red]error:[/red] {escape(f.error or '')}", highlight=False)
         elif f.status == "manual":
-            from rich.markup import escape
-
             from .urls import redact
 
             err.print(f"[yellow]manual:[/yellow] {escape(f'{f.error}: {f.manual}')}", highlight=False)

@@ -64,8 +64,9 @@ def _sources() -> Sequence[Source]:
     from .github import GitHubSource
     from .http import PlainSource
     from .huggingface import HubSource
+    from .s3 import S3Source
 
-    return (HubSource(), GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
+    return (HubSource(), S3Source(), GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
 
 
 def source_for(url: str) -> Source:
