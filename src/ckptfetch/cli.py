@@ -255,7 +255,9 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
 
     Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
-    file `hf auth login` writes, and HF_ENDPOINT. A lock file NAME.lock.yaml
+    file `hf auth login` writes, and HF_ENDPOINT. S3 objects (s3://BUCKET/KEY,
+    with `pip install 'ckptfetch[s3]'`) use the standard AWS settings
+    (AWS_ENDPOINT_URL, AWS_PROFILE, ~/.aws/...). A lock file NAME.lock.yaml
     beside the manifest is enforced.
     """
     from .api import fetch
