@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from ckptfetch.sources.s3 import _declared, parse
+
 from .conftest import cli_env, md5, run_cli, sha256
 from .s3server import ACCESS_KEY, SECRET_KEY, Relay, SeaweedS3, free_ports
 
@@ -292,3 +294,28 @@ def test_s3_urls_in_manifests(tmp_path: Path) -> None:
         m = manifest(tmp_path / "s3bad.yaml", {"a.bin": {"url": bad}})
         proc = run_cli("show", str(m))
         assert proc.returncode == 2 and "s3://BUCKET/KEY" in proc.stderr, (bad, proc.stderr)
+
+
+@pytest.mark.parametrize(("url", "parsed"), [
+    ("s3://models/sam/vit_b.pth", ("models", "sam/vit_b.pth")),
+    ("s3://models/a b%20c.bin", ("models", "a b%20c.bin")),  # the key as written
+    ("s3://models/dir/", None), ("s3://models", None), ("s3:///key", None), ("https://models/key", None),
+])
+def test_parse(url: str, parsed: tuple[str, str] | None) -> None:
+    assert parse(url) == parsed
+
+
+SHA = "MNrU59cln7Ahsf/BKr+rjpBBOyeSdMOU4hW5fjRbOAI="  # a real x-amz-checksum-sha256 (base64 of 32 bytes)
+
+
+@pytest.mark.parametrize(("head", "pins"), [
+    ({"ChecksumSHA256": SHA}, {"sha256": "30dad4e7d7259fb021b1ffc12abfab8e90413b279274c394e215b97e345b3802"}),
+    ({"ChecksumSHA256": SHA, "ChecksumType": "FULL_OBJECT"}, {"sha256": "30dad4e7d7259fb021b1ffc12abfab8e90413b279274c394e215b97e345b3802"}),
+    ({"ChecksumSHA256": SHA + "-3", "ChecksumType": "COMPOSITE"}, {}),  # a checksum of the parts' checksums
+    ({"ChecksumSHA256": SHA + "-3"}, {}),
+    ({"ChecksumCRC32": "AAAAAA=="}, {}),  # not an algorithm the manifest knows
+    ({"ChecksumSHA1": "not base64!"}, {}),
+    ({}, {}),
+])
+def test_only_whole_object_checksums_become_pins(head: dict[str, str], pins: dict[str, str]) -> None:
+    assert _declared(head) == pins
