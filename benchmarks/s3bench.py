@@ -44,19 +44,30 @@ def awscli() -> str:
     return str(aws)
 
 
-def alternate(contenders: dict[str, Callable[[], Run]], repeats: int) -> dict[str, list[Run]]:
-    """One untimed round (the first GiB written makes the kernel reclaim page cache), then A B C A B C ..."""
-    out: dict[str, list[Run]] = {k: [] for k in contenders}
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alternate(contenders: dict[str, Callable[[], Run]], repeats: int, server: int) -> dict[str, list[tuple[Run, float]]]:
+    """One untimed round (the first GiB written makes the kernel reclaim page cache), then A B C A B C ...
+
+    Each run comes with the CPU time the store (process `server`) spent meanwhile.
+    """
+    out: dict[str, list[tuple[Run, float]]] = {k: [] for k in contenders}
     for r in range(repeats + 1):
         for name, fn in contenders.items():
             os.sync()
+            before = cpu_seconds(server)
             run = fn()
+            spent = cpu_seconds(server) - before
             if r == 0:
                 print(f"  warm-up: {name:<30} {fmt_s(run.wall):>9}  (not counted)", flush=True)
                 continue
-            out[name].append(run)
-            print(f"  round {r}: {name:<30} {fmt_s(run.wall):>9}  CPU {run.cpu:5.2f} s  peak RSS {fmt_mb(run.maxrss_kb)}",
-                  flush=True)
+            out[name].append((run, spent))
+            print(f"  round {r}: {name:<30} {fmt_s(run.wall):>9}  CPU {run.cpu:5.2f} s (server {spent:4.2f} s)  "
+                  f"peak RSS {fmt_mb(run.maxrss_kb)}", flush=True)
     return out
 
 
@@ -140,12 +151,15 @@ def main() -> None:
                                                     runs / "boto3"),
         }
         print(f"\n== {size // MiB} MiB from SeaweedFS", flush=True)
-        res = alternate(contenders, repeats)
+        assert store.proc is not None
+        both = alternate(contenders, repeats, store.proc.pid)
         loads.append(os.getloadavg()[0])
     finally:
         store.stop()
         shutil.rmtree(WORK / "runs", ignore_errors=True)
 
+    res = {k: [run for run, _ in v] for k, v in both.items()}
+    server_cpu = {k: median([spent for _, spent in v]) for k, v in both.items()}
     wall = {k: median([r.wall for r in v]) for k, v in res.items()}
     cpu = {k: median([r.cpu for r in v]) for k, v in res.items()}
     rss = {k: max(r.maxrss_kb for r in v) for k, v in res.items()}
@@ -162,6 +176,10 @@ def main() -> None:
                      f"{both / ck:.2f}x faster"])
     fastest = min(wall["aws s3 cp"], wall["boto3 download_file"])
     met = fastest / ck >= 1.0
+    rows.append(["CPU per run, client + server (median)", f"{cpu['ckptfetch get (md5 checked)']:.2f} + "
+                 f"{server_cpu['ckptfetch get (md5 checked)']:.2f} s",
+                 "; ".join(f"{k} {cpu[k]:.2f} + {server_cpu[k]:.2f} s" for k in ("aws s3 cp", "boto3 download_file")),
+                 ""])
     rows.append(["pull vs the faster of the two", fmt_s(ck), fmt_s(fastest), f"{fastest / ck:.2f}x  (target >= 1.0x: "
                  f"{'met' if met else 'NOT met'})"])
     note = (f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {platform.platform()}, python "
@@ -171,7 +189,8 @@ def main() -> None:
     print(markdown_table(["workload", "ckptfetch", "other tool", "ratio"], rows))
     if args.json:
         args.json.write_text(json.dumps({"note": note, "rows": rows,
-                                         "runs": {k: [r.__dict__ for r in v] for k, v in res.items()},
+                                         "runs": {k: [{**r.__dict__, "server_cpu": c} for r, c in v]
+                                                  for k, v in both.items()},
                                          "md5sum_after": checks}, indent=1))
 
 
