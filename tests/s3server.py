@@ -132,7 +132,7 @@ class SeaweedS3:
                     f"-volume.max={self.volumes}", "-volume.preStopSeconds=0",
                     f"-filer.localSocket={self.root / 'filer.sock'}", f"-s3.localSocket={self.root / 's3.sock'}",
                     *(f"-{name}={port}" for name, port in self.ports.items())]
-            with open(self.log, "ab") as log:
+            with open(self.log, "wb") as log:  # one attempt per log, so its tail is about this attempt
                 self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
                                              stdin=subprocess.DEVNULL)
             try:
@@ -153,6 +153,8 @@ class SeaweedS3:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise Unavailable(f"weed server exited with {self.proc.returncode}: {self._log_tail()}")
+            if "address already in use" in self._log_tail():
+                raise Unavailable(f"a port was taken before weed could bind it: {self._log_tail()}")
             try:
                 with suppress(ClientError):
                     client.create_bucket(Bucket="ckptfetch-ready")

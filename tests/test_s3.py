@@ -319,3 +319,21 @@ SHA = "MNrU59cln7Ahsf/BKr+rjpBBOyeSdMOU4hW5fjRbOAI="  # a real x-amz-checksum-sh
 ])
 def test_only_whole_object_checksums_become_pins(head: dict[str, str], pins: dict[str, str]) -> None:
     assert _declared(head) == pins
+
+
+def test_a_presigned_url_shown_anywhere_is_redacted() -> None:
+    """The engine names the URL it fetches only through `redact` (a TLS or redirect error): nothing secret is left."""
+    import boto3
+    from botocore.config import Config
+
+    from ckptfetch.urls import redact
+
+    client = boto3.session.Session().client(
+        "s3", endpoint_url="http://127.0.0.1:9", region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY, aws_session_token=TOKEN, config=Config(signature_version="s3v4"))
+    url = client.generate_presigned_url("get_object", Params={"Bucket": "models", "Key": "m.bin"})  # signed locally
+    assert ACCESS_KEY in url and TOKEN in url and "X-Amz-Signature=" in url
+    shown = redact(url)
+    assert ACCESS_KEY not in shown and TOKEN not in shown
+    signature = url.split("X-Amz-Signature=")[1].split("&")[0]
+    assert signature not in shown
