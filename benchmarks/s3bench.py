@@ -157,6 +157,7 @@ def main() -> None:
     finally:
         store.stop()
         shutil.rmtree(WORK / "runs", ignore_errors=True)
+        shutil.rmtree(WORK / "seaweedfs", ignore_errors=True)  # a GiB or more of the store's volumes
 
     res = {k: [run for run, _ in v] for k, v in both.items()}
     server_cpu = {k: median([spent for _, spent in v]) for k, v in both.items()}

@@ -107,8 +107,8 @@ def test_get_plain_and_segmented_from_s3(seaweed: SeaweedS3, tmp_path: Path) -> 
     })
     dest = tmp_path / "out"
     with Relay(seaweed.ports["s3.port"]) as relay:
-        proc = run_cli("get", str(m), "--dest", str(dest), "--json", env=s3_env(seaweed, tmp_path, relay.endpoint,
-                                                                                  CKPTFETCH_CONNECTIONS="4"))
+        proc = run_cli("get", str(m), "--dest", str(dest), "--json",
+                       env=s3_env(seaweed, tmp_path, relay.endpoint, CKPTFETCH_CONNECTIONS="4", CKPTFETCH_TIMEOUT="30"))
         assert proc.returncode == 0, proc.stderr
         assert relay.peak >= 2  # the big file's ranges came over several connections at once
         assert relay.settle() < len(small) + len(big) + (64 << 10)  # each byte once, plus headers
@@ -129,7 +129,8 @@ def test_resume_after_sigkill_asks_only_for_the_missing_bytes(seaweed: SeaweedS3
     dest = tmp_path / "out"
     side = dest / "big.bin.ckptfetch-partial.json"
     with Relay(seaweed.ports["s3.port"], rate=4 << 20) as relay:
-        env = s3_env(seaweed, tmp_path, relay.endpoint, CKPTFETCH_CONNECTIONS="4")
+        # A long read timeout: a retry after a stall on a busy machine would count bytes twice.
+        env = s3_env(seaweed, tmp_path, relay.endpoint, CKPTFETCH_CONNECTIONS="4", CKPTFETCH_TIMEOUT="30")
         kill_when(start_get(m, dest, env), side, at_least=10 << 20)
         before = relay.settle()
         kept = sidecar_done(side)
