@@ -9,12 +9,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ckptfetch.download import Settings
 
 from .httpserver import TestServer
+
+if TYPE_CHECKING:
+    from .s3server import SeaweedS3
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,6 +27,23 @@ REPO = Path(__file__).resolve().parents[1]
 def server() -> Iterator[TestServer]:
     with TestServer() as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3-compatible store (SeaweedFS) on 127.0.0.1 for the whole session (tests/s3server.py)."""
+    from .s3server import SeaweedS3, Unavailable, ensure_boto3
+
+    try:
+        ensure_boto3()
+        store = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+        store.start()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield store
+    finally:
+        store.stop()
 
 
 @pytest.fixture

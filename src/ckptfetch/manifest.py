@@ -26,7 +26,7 @@ from .yamlsafe import hint, short
 FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ARCHIVE_FORMATS = ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz")
-URL_SCHEMES = ("https://", "http://", "file://", "hf://")
+URL_SCHEMES = ("https://", "http://", "file://", "hf://", "s3://")
 MAX_MANIFEST_BYTES = 16 << 20
 
 TOP_KEYS = ("ckptfetch", "name", "description", "homepage", "root", "layout", "variants", "archives", "files")
@@ -205,7 +205,7 @@ class _Fields:
     def url(self, value: Any, what: str, *keys: str) -> str:
         text = self.string(value, what, *keys).strip()
         if not text.startswith(URL_SCHEMES):
-            raise self.fail(f"{what} {_shown_url(text)} must start with https://, http://, file:// or hf://", *keys)
+            raise self.fail(f"{what} {_shown_url(text)} must start with https://, http://, file://, hf:// or s3://", *keys)
         try:
             parts = urlsplit(text)
             parts.port  # noqa: B018 - raises on a bad port
@@ -213,6 +213,8 @@ class _Fields:
             raise self.fail(f"{what} {_shown_url(text)} is not a valid URL ({exc})", *keys) from None
         if parts.scheme in ("http", "https") and not parts.hostname:
             raise self.fail(f"{what} {_shown_url(text)} has no host name", *keys)
+        if parts.scheme == "s3" and (not parts.netloc or not parts.path.strip("/") or parts.path.endswith("/")):
+            raise self.fail(f"{what} {_shown_url(text)} must name an object: s3://BUCKET/KEY", *keys)
         if any(ord(c) < 33 or c == "\x7f" for c in text):
             raise self.fail(f"{what} {_shown_url(text)} contains spaces or control characters; percent-encode them", *keys)
         return text

@@ -68,15 +68,16 @@ def _cost(p: Plan) -> str:
 
 
 def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = False) -> None:
+    from rich.markup import escape
+
     counts: dict[str, int] = {}
     for f in r.files:
         counts[f.status] = counts.get(f.status, 0) + 1
     for f in r.files:
         if f.status == "failed":
-            err.print(f"[red]error:[/red] {f.error}", highlight=False)
+            # Escaped: a message may hold brackets (`pip install 'ckptfetch[s3]'`) that are not markup.
+            err.print(f"[red]error:[/red] {escape(f.error or '')}", highlight=False)
         elif f.status == "manual":
-            from rich.markup import escape
-
             from ..urls import redact
 
             err.print(f"[yellow]manual:[/yellow] {escape(f'{f.error}: {f.manual}')}", highlight=False)
@@ -124,7 +125,9 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
 
     Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
-    file `hf auth login` writes, and HF_ENDPOINT. A lock file NAME.lock.yaml
+    file `hf auth login` writes, and HF_ENDPOINT. S3 objects (s3://BUCKET/KEY,
+    with `pip install 'ckptfetch[s3]'`) use the standard AWS settings
+    (AWS_ENDPOINT_URL, AWS_PROFILE, ~/.aws/...). A lock file NAME.lock.yaml
     beside the manifest is enforced.
 
     \b

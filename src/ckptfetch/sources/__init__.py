@@ -22,8 +22,9 @@ from .gdrive import GoogleDriveSource
 from .github import GitHubSource
 from .http import PlainSource
 from .huggingface import HubSource
+from .s3 import S3Source
 
-SOURCES: Sequence[Source] = (HubSource(), GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
+SOURCES: Sequence[Source] = (HubSource(), S3Source(), GoogleDriveSource(), DropboxSource(), GitHubSource(), PlainSource())
 """Tried in this order; the first whose `matches` claims a URL resolves it."""
 
 
