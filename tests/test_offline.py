@@ -69,8 +69,10 @@ def _site(tmp_path: Path, hub: FakeHub, origin: TestServer) -> Path:
 
 
 def _mirror(hub: FakeHub, revision: str) -> TestServer:
-    """What an air-gapped site serves: files at the paths their URLs have, the Hub's under resolve/<revision>/."""
-    srv = TestServer().start()
+    """What an air-gapped site serves: files at the paths their URLs have, the Hub's under resolve/<revision>/.
+
+    Not started: use it as `with _mirror(...) as mirror:`."""
+    srv = TestServer()
     srv.add("/dl.example.org/models/w.pth", WEIGHTS)
     for path, data in {"model.safetensors": MODEL, "config.json": CONFIG, "sub/deep.bin": DEEP}.items():
         srv.add(f"/hf/org/model/resolve/{revision}/{path}", data)
@@ -87,8 +89,7 @@ def test_offline_get_asks_no_original_host(hub: FakeHub, server: TestServer, tmp
     """The air-gapped recipe: lock where the Hub is reachable, mirror the files, then get --offline."""
     m = _site(tmp_path, hub, server)
     commit = hub.repos["model", "org/model"].commit
-    mirror = _mirror(hub, commit if revision == "commit" else "main")
-    try:
+    with _mirror(hub, commit if revision == "commit" else "main") as mirror:
         asked_hub, asked_origin = len(hub.requests), len(server.requests)
         dest = tmp_path / "out"
         r = invoke("get", str(m), "--dest", str(dest), "--offline", *_mirrors(hub, mirror), env=_env(hub, tmp_path))
@@ -104,14 +105,11 @@ def test_offline_get_asks_no_original_host(hub: FakeHub, server: TestServer, tmp
                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True).stdout.strip()
         assert Path(out).read_bytes() == MODEL
         assert invoke("verify", str(dest), env=_env(hub, tmp_path)).returncode == 0
-    finally:
-        mirror.stop()
 
 
 def test_the_environment_variable_and_its_bad_values(hub: FakeHub, server: TestServer, tmp_path: Path) -> None:
     m = _site(tmp_path, hub, server)
-    mirror = _mirror(hub, "main")
-    try:
+    with _mirror(hub, "main") as mirror:
         asked = len(hub.requests)
         r = invoke("get", str(m), "--dest", str(tmp_path / "out"), *_mirrors(hub, mirror),
                    env=_env(hub, tmp_path, CKPTFETCH_OFFLINE="1"))
@@ -119,8 +117,6 @@ def test_the_environment_variable_and_its_bad_values(hub: FakeHub, server: TestS
         assert len(hub.requests) == asked
         r = invoke("get", str(m), "--dest", str(tmp_path / "out"), env=_env(hub, tmp_path, CKPTFETCH_OFFLINE="maybe"))
         assert r.returncode == 2 and "CKPTFETCH_OFFLINE" in r.stderr
-    finally:
-        mirror.stop()
 
 
 def test_offline_without_a_mirror_is_one_clear_error(hub: FakeHub, server: TestServer, tmp_path: Path) -> None:
@@ -136,8 +132,7 @@ def test_offline_without_a_mirror_is_one_clear_error(hub: FakeHub, server: TestS
 def test_offline_folder_without_a_lock_names_what_is_missing(hub: FakeHub, tmp_path: Path) -> None:
     m = tmp_path / "site.yaml"
     m.write_text(MANIFEST)
-    mirror = _mirror(hub, "main")
-    try:
+    with _mirror(hub, "main") as mirror:
         r = invoke("get", str(m), "--dest", str(tmp_path / "out"), "--offline", *_mirrors(hub, mirror),
                    env=_env(hub, tmp_path))
         assert r.returncode == 1
@@ -145,15 +140,12 @@ def test_offline_folder_without_a_lock_names_what_is_missing(hub: FakeHub, tmp_p
         assert "hf-cache layout needs the Hub's commit" in r.stderr and "ckptfetch lock" in r.stderr
         assert not hub.requests, "offline: not even the Hub's API"
         assert (tmp_path / "out/w.pth").read_bytes() == WEIGHTS, "what can be fetched still is"
-    finally:
-        mirror.stop()
 
 
 def test_wrong_bytes_on_the_mirror_fail_at_once_offline(hub: FakeHub, server: TestServer, tmp_path: Path) -> None:
     """Online, the original is tried after a bad mirror; offline it is not (it used to cost 20 s of retries)."""
     m = _site(tmp_path, hub, server)
-    mirror = _mirror(hub, "main")
-    try:
+    with _mirror(hub, "main") as mirror:
         mirror.replace("/dl.example.org/models/w.pth", blob(300_000, seed=99))
         asked = len(server.requests)
         t0 = time.monotonic()
@@ -162,8 +154,6 @@ def test_wrong_bytes_on_the_mirror_fail_at_once_offline(hub: FakeHub, server: Te
         assert r.returncode == 1 and "w.pth" in r.stderr and "mismatch" in r.stderr
         assert time.monotonic() - t0 < 10
         assert len(server.requests) == asked
-    finally:
-        mirror.stop()
 
 
 def test_hf_urls_follow_a_mirror_of_the_hub_online_too(hub: FakeHub, server: TestServer, tmp_path: Path) -> None:
