@@ -22,6 +22,15 @@ def human_size(n: int | None) -> str:
     return f"{value:.1f} TiB"
 
 
+ORIGIN_PHRASE = {"network": "fetch", "store": "link from store", "hf-cache": "reuse from HF cache",
+                 "torch-hub": "reuse from torch cache", "reuse-from": "reuse from --reuse-from DIR"}
+"""How the plan says where a file to fetch will come from (`status.Origin`)."""
+
+ORIGIN_DONE = {"network": "downloaded", "store": "from the store", "hf-cache": "from the HF cache",
+               "torch-hub": "from the torch cache", "reuse-from": "from --reuse-from"}
+"""How the summary says where fetched files came from."""
+
+
 def relies_on_nothing(e: FileEntry) -> bool:
     """True when nothing checks `e`'s bytes: no hash, no weak pin, and no Hub to declare one."""
     return (e.integrity.pin_level == "unpinned" and not e.folder
@@ -48,4 +57,4 @@ def describe_source(e: FileEntry) -> str:
     return redact(e.urls[0]) + (f" (+{len(e.urls) - 1} mirrors)" if len(e.urls) > 1 else "")
 
 
-__all__ = ["describe_pin", "describe_source", "human_size", "relies_on_nothing"]
+__all__ = ["ORIGIN_DONE", "ORIGIN_PHRASE", "describe_pin", "describe_source", "human_size", "relies_on_nothing"]

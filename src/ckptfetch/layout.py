@@ -77,7 +77,7 @@ def check(entries: list[FileEntry]) -> None:
                 seen[rel] = e.path
 
 
-def _url_name(e: FileEntry) -> str:
+def url_file_name(e: FileEntry) -> str:
     """The file name torch.hub would give the download: the last part of the URL's path."""
     f = hub_file(e)
     if f is not None:
@@ -114,7 +114,7 @@ def located(e: FileEntry, dest: Path) -> str | None:
     one `refs/<revision>` names: the file huggingface_hub would return.
     """
     if e.layout == Layout.TORCH_HUB:
-        return f"checkpoints/{_url_name(e)}"
+        return f"checkpoints/{url_file_name(e)}"
     if e.layout == Layout.HF_CACHE:
         f = hub_file(e)
         if f is None:
@@ -203,5 +203,5 @@ def own_files(dest: Path, repo_folders: set[str]) -> set[str]:
 
 __all__ = [
     "blob_of", "blob_target", "check", "default_dest", "hub_file",
-    "link_snapshot", "located", "own_files", "torch_hub_dir",
+    "link_snapshot", "located", "own_files", "torch_hub_dir", "url_file_name",
 ]

@@ -11,6 +11,7 @@ from .errors import UsageError
 from .layout import check as check_layouts
 from .manifest import FileEntry
 from .results import Plan, PlanItem
+from .reuse import Reuse
 from .state import VerifiedCache
 from .status import Action, Check
 
@@ -24,11 +25,14 @@ def plan(
     force: bool = False,
     layout: str | None = None,
     settings: Settings | None = None,
+    reuse: Reuse | None = None,
 ) -> Plan:
     """What `fetch` would do: which selected files are present and correct.
 
     Folder entries are listed through the Hub (or taken from the lock file), so
     the plan is per file. `layout` overrides the manifest's default layout.
+    With `reuse`, a file to fetch says where on this machine its bytes are
+    expected from (not yet verified: the run verifies before placing).
     """
     m = with_layout(load(manifest), layout)
     root = destination(m, dest, layout)
@@ -49,6 +53,9 @@ def plan(
         if e.manual is not None:
             return PlanItem(e, Action.MANUAL, "missing" if status == Check.MISSING else "corrupt")
         reason = "forced" if status == Check.OK else "missing" if status == Check.MISSING else "corrupt"
+        found = reuse.plan_origin(e) if reuse is not None and not force else None
+        if found is not None:
+            return PlanItem(e, Action.FETCH, reason, found.origin, str(found.path))
         return PlanItem(e, Action.FETCH, reason)
 
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .manifest import FileEntry, Manifest
-from .status import Action, Check, Outcome
+from .status import Action, Check, Origin, Outcome
 
 
 @dataclass
@@ -17,6 +17,8 @@ class PlanItem:
     entry: FileEntry
     action: Action
     reason: str = ""  # why it is fetched: missing, corrupt, forced; or why it cannot be (a folder not listed)
+    origin: Origin = Origin.NETWORK  # where a file to fetch is expected from (the store, a cache, ...; `reuse.py`)
+    found_at: str = ""  # the file it is expected from, when not the network
 
 
 @dataclass
@@ -33,7 +35,8 @@ class Plan:
         return [i for i in self.items if i.action == Action.FETCH]
 
     def bytes_to_fetch(self) -> int | None:
-        return self.manifest.total_size(i.entry for i in self.to_fetch)
+        """Bytes expected over the network (files found on this machine cost none)."""
+        return self.manifest.total_size(i.entry for i in self.to_fetch if i.origin == Origin.NETWORK)
 
 
 @dataclass
@@ -50,6 +53,8 @@ class FileOutcome:
     manual_url: str | None = None  # the page to visit for a manual file
     meta: dict[str, str] = field(default_factory=dict)  # what the source told us, e.g. a resolved commit
     at: str | None = None  # where the file really is under dest, when the layout puts it elsewhere than `path`
+    origin: str | None = None  # for a fetched (or planned) file: where its bytes came from (`status.Origin`)
+    link: str | None = None  # for a file taken from the store or a cache: how it reached dest (`status.Link`)
 
 
 @dataclass
@@ -60,6 +65,7 @@ class FetchResult:
     dest: Path
     files: list[FileOutcome]
     dry_run: bool = False
+    notes: list[str] = field(default_factory=list)  # what the user should know that is no file's error
 
     @property
     def ok(self) -> bool:
@@ -68,7 +74,7 @@ class FetchResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "manifest": self.manifest, "dest": str(self.dest), "ok": self.ok, "dry_run": self.dry_run,
-            "files": [asdict(f) for f in self.files],
+            "files": [asdict(f) for f in self.files], "notes": list(self.notes),
         }
 
 

@@ -24,16 +24,18 @@ from .download.engine import fsync_dir
 from .errors import CkptfetchError, Interrupted, UnsafeArchive
 from .extract import Wanted, extract
 from .layout import blob_target, link_snapshot
+from .linking import tmp_name
 from .manifest import Archive, FileEntry
 from .planning import plan
 from .proclock import locked
 from .progress import NullReporter, Reporter
 from .record import record_outcomes
 from .results import FetchResult, FileOutcome, Plan
+from .reuse import Reuse, Taken, open_reuse
 from .sources.huggingface import at_commit
 from .sourcing import Fetcher
 from .state import VerifiedCache, state_dir
-from .status import Action, Check, Layout, Outcome
+from .status import Action, Check, Layout, Link, Outcome
 from .urls import Mirror, env_mirrors
 
 
@@ -45,6 +47,7 @@ class Run:
     fetcher: Fetcher
     cache: VerifiedCache
     force: bool
+    reuse: Reuse | None = None  # the store and caches; None with --no-cache
     outcomes: dict[str, FileOutcome] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,10 +86,24 @@ class Run:
         where = rel or e.path
         self.done(FileOutcome(e.path, Outcome.PRESENT, size_on_disk(self.dest, where), e.kind, digests=digests, at=rel))
 
-    def fetched(self, e: FileEntry, rel: str, digests: dict[str, str], meta: dict[str, str] | None = None) -> None:
+    def fetched(self, e: FileEntry, rel: str, digests: dict[str, str], meta: dict[str, str] | None = None,
+                taken: Taken | None = None) -> None:
         self.remember(rel, digests)
+        origin, link = (taken.origin, taken.link) if taken is not None else ("network", None)
         self.done(FileOutcome(e.path, Outcome.FETCHED, (self.dest / rel).stat().st_size, e.kind, digests=digests,
-                              meta=meta or {}, at=rel))
+                              meta=meta or {}, at=rel, origin=origin, link=link))
+
+    def take(self, e: FileEntry, rel: str | None) -> Taken | None:
+        """Place `e` from the store or a cache, before any network request (see `reuse.py`)."""
+        if self.reuse is None or rel is None or e.layout == Layout.HF_CACHE:
+            return None  # an hf-cache blob is named by the Hub's etag: the fetcher looks once it knows it
+        return self.reuse.take(e.integrity.checks, e.integrity.size, self.dest / rel, self.dest,
+                               self.fetcher.algos(e.integrity.checks), e)
+
+    def keep(self, rel: str, digests: dict[str, str]) -> None:
+        """Add a file just extracted to the store."""
+        if self.reuse is not None:
+            self.reuse.keep(self.dest / rel, digests, self.dest)
 
     def failed(self, e: FileEntry, error: str) -> None:
         self.done(FileOutcome(e.path, Outcome.FAILED, e.integrity.size, e.kind, error=error))
@@ -106,18 +123,23 @@ def fetch_url(run: Run, e: FileEntry) -> None:
         urls = [at_commit(u, e.commit) for u in e.urls] if e.commit else list(e.urls)
         blob: Path | None = None
         try:
+            taken = run.take(e, rel)
+            if taken is not None:
+                assert rel is not None
+                run.fetched(e, rel, taken.digests, taken=taken)
+                return
             if e.layout == Layout.HF_CACHE:
                 def place(meta: dict[str, str]) -> Path:
                     nonlocal blob
                     blob = blob_target(dest, e, meta)[0]
                     return blob
 
-                digests, meta = run.fetcher.fetch(urls, place, e.integrity, e.path, sync_dir=False)
+                digests, meta = run.fetcher.fetch(urls, place, e.integrity, e.path, sync_dir=False, reuse=True)
                 _, commit, etag = blob_target(dest, e, meta)
                 rel = link_snapshot(dest, e, commit, etag)
             else:
                 assert rel is not None
-                digests, meta = run.fetcher.fetch(urls, dest / rel, e.integrity, e.path, sync_dir=False)
+                digests, meta = run.fetcher.fetch(urls, dest / rel, e.integrity, e.path, sync_dir=False, reuse=True)
         except Interrupted:
             raise
         except CkptfetchError as exc:
@@ -128,7 +150,8 @@ def fetch_url(run: Run, e: FileEntry) -> None:
             run.failed(e, str(exc))
             return
         run.fetcher.reporter.finish(e.path, True)
-        run.fetched(e, rel, digests, meta)
+        taken = run.reuse.taken.pop(blob if blob is not None else dest / rel, None) if run.reuse else None
+        run.fetched(e, rel, digests, meta, taken)
 
 
 def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
@@ -141,7 +164,7 @@ def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
             have = run.recheck(e)
             if have is not None:
                 run.present(e, have, located(e, dest))
-            else:
+            elif not _taken(run, e):
                 todo.append(e)
         if not todo:
             return
@@ -152,6 +175,7 @@ def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
         for e in todo:
             res = results[e.member or ""]
             if isinstance(res, dict):
+                run.keep(at[e.path], res)
                 run.fetched(e, at[e.path], res)
             else:
                 run.failed(e, str(res))
@@ -161,6 +185,20 @@ def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
         if all(check_entry(dest, f, run.cache)[0] == Check.OK for f in members):
             cached.unlink(missing_ok=True)
             drop_leftovers(cached)
+
+
+def _taken(run: Run, e: FileEntry) -> bool:
+    """Whether a member was placed from the store or a cache (a failure to place it counts as its outcome)."""
+    rel = located(e, run.dest)
+    try:
+        taken = run.take(e, rel)
+    except CkptfetchError as exc:
+        run.failed(e, str(exc))
+        return True
+    if taken is None or rel is None:
+        return False
+    run.fetched(e, rel, taken.digests, taken=taken)
+    return True
 
 
 def _cached_archive(run: Run, archive: Archive) -> Path:
@@ -201,13 +239,16 @@ def leftovers(target: Path) -> list[Path]:
     """A download's sidecar beside `target` and the partial it describes (see download.engine.partial_paths).
 
     A partial without a sidecar is not touched: it may be a member that another
-    process is extracting under the archive's lock, not this file's.
+    process is extracting under the archive's lock, not this file's. A link
+    being made from the store (`linking.tmp_name`) is only ever made under the
+    target's own lock.
     """
+    link = [tmp_name(target)] if os.path.lexists(tmp_name(target)) else []
     sidecar = target.with_name(target.name + ".ckptfetch-partial.json")
     tmp = sidecar.with_name(sidecar.name + ".tmp")  # a kill during a sidecar save leaves this
     if not (sidecar.exists() or tmp.exists()):
-        return []
-    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar, tmp]
+        return link
+    return [target.with_name(target.name + ".ckptfetch-partial"), sidecar, tmp, *link]
 
 
 def drop_leftovers(target: Path) -> None:
@@ -303,7 +344,8 @@ def _dry_run(p: Plan) -> FetchResult:
               Action.FAILED: Outcome.FAILED}
     return FetchResult(p.manifest.name, p.dest, [
         FileOutcome(i.entry.path, status[i.action], i.entry.integrity.size, i.entry.kind, manual=i.entry.manual,
-                    manual_url=i.entry.manual_url, error=i.reason if i.action == Action.FAILED else None)
+                    manual_url=i.entry.manual_url, error=i.reason if i.action == Action.FAILED else None,
+                    origin=i.origin if i.action == Action.FETCH else None)
         for i in p.items
     ], dry_run=True)
 
@@ -324,6 +366,10 @@ def fetch(
     on_plan: Callable[[Plan], None] | None = None,
     layout: str | None = None,
     algorithms: Sequence[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    no_cache: bool = False,
+    link: str = Link.AUTO,
+    reuse_from: Sequence[str | os.PathLike[str]] = (),
 ) -> FetchResult:
     """Fetch, extract and verify the selected files of `manifest` into `dest`.
 
@@ -331,17 +377,29 @@ def fetch(
     torch-hub: huggingface_hub's or torch's cache dir). `layout` overrides the
     manifest's default layout. `connections` is how many connections one large
     file may use when its server takes byte ranges. `algorithms` are extra
-    digests computed on the way (in `FileOutcome.digests`). Returns a
-    `FetchResult`; raises `ManifestError` / `UsageError` for bad input and
-    `Interrupted` when `settings.cancel` is set (partial files are kept for
-    the next run).
+    digests computed on the way (in `FileOutcome.digests`).
+
+    Files already on this machine are placed instead of downloaded (README
+    "The store"): from the store at `cache_dir` (default `CKPTFETCH_CACHE`,
+    else the user cache dir; `no_cache=True` bypasses it and the HF and torch
+    caches), from `reuse_from` destinations, from huggingface_hub's and
+    torch's caches; `link` (auto, reflink, hardlink, copy, symlink) says how.
+
+    Returns a `FetchResult`; raises `ManifestError` / `UsageError` for bad
+    input and `Interrupted` when `settings.cancel` is set (partial files are
+    kept for the next run).
     """
     settings = settings or Settings.from_env()
+    reuse = open_reuse(cache_dir, no_cache, link, reuse_from)
+    if reuse is not None:
+        reuse.taking = not force
     p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), force=force, layout=layout,
-             settings=settings)
+             settings=settings, reuse=reuse)
     if on_plan is not None:
         on_plan(p)
     if dry_run:
+        if reuse is not None:
+            reuse.close()
         return _dry_run(p)
     jobs = max(1, jobs)
     try:
@@ -351,9 +409,11 @@ def fetch(
     if connections is not None:
         settings.connections = max(1, connections)
     session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))
+    if reuse is not None and reuse.store is not None:
+        algorithms = (*algorithms, "sha256")  # the store's key, computed as the bytes stream in
     fetcher = Fetcher(p.dest, list(env_mirrors() if mirrors is None else mirrors), settings, session,
-                      reporter or NullReporter(), tuple(algorithms))
-    run = Run(p, fetcher, VerifiedCache(p.dest), force)
+                      reporter or NullReporter(), tuple(algorithms), reuse)
+    run = Run(p, fetcher, VerifiedCache(p.dest), force, reuse)
     _settle_unfetched(run)
     return _finish(run, lambda: run_all(_tasks(run), jobs, settings.cancel))
 
@@ -371,9 +431,12 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
         except CkptfetchError as exc:
             record_error = exc
         run.cache.close()
+        if run.reuse is not None:
+            run.reuse.close()
     m = run.plan.manifest
     order = {e.path: n for n, e in enumerate(m.files.values())}
-    result = FetchResult(m.name, run.dest, sorted(run.outcomes.values(), key=lambda o: order[o.path]))
+    result = FetchResult(m.name, run.dest, sorted(run.outcomes.values(), key=lambda o: order[o.path]),
+                         notes=list(run.reuse.notes) if run.reuse is not None else [])
     # A record that cannot be written (e.g. the disk that just filled up) must not hide the files' own errors,
     # which already say what to do; the next run writes it. On a run where every file is fine it is the error.
     if record_error is not None and result.ok:
