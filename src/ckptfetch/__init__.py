@@ -14,11 +14,14 @@ TYPE_CHECKING = False
 
 __all__ = [
     "CkptfetchError", "DownloadError", "FetchResult", "HashMismatch", "Interrupted", "Manifest", "ManifestError",
-    "UnsafeArchive", "UsageError", "VerifyResult", "__version__", "fetch", "load_manifest", "plan", "verify",
+    "Store", "UnsafeArchive", "UsageError", "VerifyResult", "__version__", "cache_gc", "cache_list", "cache_usage",
+    "cache_verify", "fetch", "load_manifest", "open_store", "plan", "verify",
 ]
 
 _LAZY = {
     "fetch": "api", "plan": "api", "verify": "api", "FetchResult": "api", "VerifyResult": "api",
+    "Store": "api", "open_store": "api", "cache_list": "api", "cache_usage": "api", "cache_verify": "api",
+    "cache_gc": "api",
     "Manifest": "manifest", "load_manifest": "manifest",
     "CkptfetchError": "errors", "DownloadError": "errors", "HashMismatch": "errors", "Interrupted": "errors",
     "ManifestError": "errors", "UnsafeArchive": "errors", "UsageError": "errors",
@@ -27,7 +30,19 @@ _LAZY = {
 if TYPE_CHECKING:
     from typing import Any
 
-    from .api import FetchResult, VerifyResult, fetch, plan, verify
+    from .api import (
+        FetchResult,
+        Store,
+        VerifyResult,
+        cache_gc,
+        cache_list,
+        cache_usage,
+        cache_verify,
+        fetch,
+        open_store,
+        plan,
+        verify,
+    )
     from .errors import (
         CkptfetchError,
         DownloadError,

@@ -155,8 +155,9 @@ class Reuse:
             except FileNotFoundError:
                 continue  # evicted or moved since it was found: the next candidate, or the network
             except OSError as exc:
-                raise CkptfetchError(f"{target.name}: cannot place it in {target.parent}: {exc.strerror or exc}; "
-                                     "free some space or make the destination writable.") from None
+                raise CkptfetchError(f"{_rel(target, dest) or target}: cannot write in {target.parent}: "
+                                     f"{exc.strerror or exc}; free some space or make it writable, or choose "
+                                     "another --dest.") from None
             if taken is not None:
                 self.taken[target] = taken
                 return taken
@@ -198,9 +199,7 @@ class Reuse:
             sha = self._put(c.path, digests)
         if sha is None or self.store is None:
             return Taken(digests, c.origin, place(c.path, target, mode), str(c.path))
-        way = self.store.place(sha, target, mode)
-        if rel is not None:
-            self.store.record_use(sha, dest, rel, way)
+        way = self.store.place(sha, target, mode, dest, rel)
         return Taken(digests, c.origin, way, str(c.path))
 
     def _put(self, src: Path, digests: Mapping[str, str]) -> str | None:
@@ -219,15 +218,19 @@ class Reuse:
         if self.store is None or len(digests.get("sha256", "")) != 64:
             return
         store = self.store
+        rel = _rel(target, dest)
         try:
             st = target.stat()
             sha, way = store.put(target, digests, st, self.link)
             if self.link == Link.SYMLINK and symlink_ok:
-                way = store.place(sha, target, Link.SYMLINK)
+                try:
+                    store.place(sha, target, Link.SYMLINK, dest, rel)
+                except FileNotFoundError:  # a gc took the new object before the link: once more, else keep the file
+                    store.put(target, digests, target.stat(), self.link)
+                    store.place(sha, target, Link.SYMLINK, dest, rel)
             elif way is None and self.link != Link.COPY and store.digests(sha, ["sha256"], hash_ok=False):
-                way = store.place(sha, target, self.link)  # already stored by another run: share its bytes
-            rel = _rel(target, dest)
-            if rel is not None:
+                store.place(sha, target, self.link, dest, rel)  # already stored by another run: share its bytes
+            elif rel is not None:
                 store.record_use(sha, dest, rel, way or Link.COPY)
         except StoreError as exc:
             self._note(str(exc))

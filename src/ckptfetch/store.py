@@ -75,6 +75,11 @@ def default_root() -> Path:
     return Path(user_cache_dir("ckptfetch", appauthor=False))
 
 
+def open_store(cache_dir: str | os.PathLike[str] | None = None) -> Store:
+    """The store at `cache_dir`, else `CKPTFETCH_CACHE`, else the user cache dir (created if need be)."""
+    return Store.open(cache_dir)
+
+
 def verified_key(st: os.stat_result) -> StatKey | None:
     """The stat an object is trusted by; None while anyone may write it."""
     if st.st_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
@@ -209,13 +214,20 @@ class Store:
                 tmp.unlink(missing_ok=True)
         return None
 
-    def place(self, sha256: str, target: Path, mode: str) -> Link:
-        """Put the object at `target` (`linking.place`); a symlink is made under the object's lock."""
+    def place(self, sha256: str, target: Path, mode: str, dest: Path, rel: str | None) -> Link:
+        """Put the object at `target` (`linking.place`), then record that DIR `dest` uses it at `rel`.
+
+        Link first, record after: an object evicted in between leaves a hardlink, reflink or copy whole.
+        A symlink would dangle, so it is made and recorded under the object's lock, which `gc` takes too.
+        Raises FileNotFoundError when the object is gone.
+        """
         obj = self.path(sha256)
-        before = obj.stat()
         guard = self.locked(sha256) if mode == Link.SYMLINK else nullcontext()
         with guard:
+            before = obj.stat()
             way = place(obj, target, mode)
+            if rel is not None:
+                self.index.use(sha256, str(dest.absolute()), rel, str(way))
         if way == Link.HARDLINK:
             self._vouch_after_link(sha256, before)
         return way
@@ -233,6 +245,7 @@ class Store:
             self.index.trust(sha256, after)
 
     def record_use(self, sha256: str, dest: Path, rel: str, way: str) -> None:
+        """Record that DIR `dest` holds the object at `rel` (a file that came in from there)."""
         self.index.use(sha256, str(dest.absolute()), rel, str(way))
 
     @contextmanager
@@ -279,4 +292,4 @@ class Store:
         self.index.close()
 
 
-__all__ = ["INGEST", "OBJECTS", "READ_ONLY", "Store", "StoreError", "default_root", "verified_key"]
+__all__ = ["INGEST", "OBJECTS", "READ_ONLY", "Store", "StoreError", "default_root", "open_store", "verified_key"]

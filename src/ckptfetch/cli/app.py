@@ -17,6 +17,7 @@ import click
 
 from .._version import __version__
 from ..errors import CkptfetchError, ExitCode
+from .cache import cache
 from .common import emit_json
 from .get import get
 from .listing import list_cmd, show
@@ -33,11 +34,12 @@ def cli(debug: bool) -> None:
     \b
     ckptfetch get sam-pt --minimal     fetch a model set into ./models
     ckptfetch verify models/           check it (exit 0 only if all is well)
+    ckptfetch cache du                 what the machine's store holds and shares
     """
     # --debug is read by `main`, the error boundary, before click runs; declared here for --help.
 
 
-for _command in (list_cmd, show, get, lock, verify):
+for _command in (list_cmd, show, get, lock, verify, cache):
     cli.add_command(_command)
 
 
