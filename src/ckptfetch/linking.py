@@ -55,7 +55,12 @@ def copy(src: Path, dst: Path) -> None:
 
 
 def make(way: Link, src: Path, dst: Path) -> bool:
-    """Create `dst` (absent) from `src` by `way`; False when that way is not possible for these two paths."""
+    """Create `dst` (absent) from `src` by `way`; False when that way is not possible for these two paths.
+
+    A symlinked `src` (an hf-cache snapshot entry) stands for the file it leads to: Linux's link(2) would
+    link the symlink itself.
+    """
+    src = Path(os.path.realpath(src))
     if way == Link.REFLINK:
         return compat.reflink(src, dst)
     if way == Link.HARDLINK:
@@ -67,7 +72,7 @@ def make(way: Link, src: Path, dst: Path) -> bool:
             raise
         return True
     if way == Link.SYMLINK:
-        return compat.symlink(os.path.abspath(src), dst)
+        return compat.symlink(str(src), dst)
     copy(src, dst)
     return True
 
