@@ -49,6 +49,8 @@ from benchlib import (  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
+STORE = WORK / "store"
+os.environ["CKPTFETCH_CACHE"] = str(STORE)  # inherited by every ckptfetch this script runs
 
 
 @dataclass
@@ -148,6 +150,9 @@ class Bench:
         d = self.runs / name
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
+        # Every run starts with an empty store of its own (the user's is never touched): each one downloads, and
+        # pays what adding the download to the store costs. benchmarks/store.py measures what the store saves.
+        shutil.rmtree(STORE, ignore_errors=True)
         return d
 
     def run(self, cmd: list[str], cwd: Path | None = None, check: bool = True) -> Run:

@@ -387,6 +387,26 @@ def test_gc_prefers_unused_files_and_keeps_symlinked_ones(server: TestServer, tm
     assert run_cli("cache", "gc", "--older-than", "1d", "--json").returncode == 0
 
 
+def test_checkouts_fetched_at_the_same_time_end_up_sharing_one_file(server: TestServer, tmp_path: Path,
+                                                                    store_dir: Path) -> None:
+    """Five processes, five destinations, one store: all succeed, and the store keeps each file once."""
+    m = manifest(tmp_path, server)
+    server.delay = 0.2  # every response starts late, so the processes overlap
+    procs = [subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(tmp_path / f"d{i}"),
+                               "--no-progress"], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for i in range(5)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    objects = sorted(p.name for p in store_dir.glob("sha256/*/*"))
+    assert objects == sorted([sha256(BIG), sha256(SMALL)]), "each file once, no temporary copy left"
+    obj = store_dir / "sha256" / sha256(BIG)[:2] / sha256(BIG)
+    inodes = {(tmp_path / f"d{i}/w/big.bin").stat().st_ino for i in range(5)}
+    assert obj.stat().st_ino in inodes and len(inodes) < 5, "the checkouts that came second share the stored file"
+    for i in range(5):
+        assert run_cli("verify", str(tmp_path / f"d{i}")).returncode == 0
+
+
 def test_cache_ls_and_du_say_what_is_shared(server: TestServer, tmp_path: Path) -> None:
     m = manifest(tmp_path, server)
     for d in ("one", "two"):

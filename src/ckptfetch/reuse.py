@@ -219,17 +219,18 @@ class Reuse:
             return
         store = self.store
         rel = _rel(target, dest)
+        mode = self.link if symlink_ok or self.link != Link.SYMLINK else Link.AUTO
         try:
             st = target.stat()
-            sha, way = store.put(target, digests, st, self.link)
-            if self.link == Link.SYMLINK and symlink_ok:
+            sha, way = store.put(target, digests, st, mode)
+            if mode == Link.SYMLINK:
                 try:
                     store.place(sha, target, Link.SYMLINK, dest, rel)
                 except FileNotFoundError:  # a gc took the new object before the link: once more, else keep the file
-                    store.put(target, digests, target.stat(), self.link)
+                    store.put(target, digests, target.stat(), mode)
                     store.place(sha, target, Link.SYMLINK, dest, rel)
-            elif way is None and self.link != Link.COPY and store.digests(sha, ["sha256"], hash_ok=False):
-                store.place(sha, target, self.link, dest, rel)  # already stored by another run: share its bytes
+            elif way is None and mode != Link.COPY and store.digests(sha, ["sha256"], hash_ok=False):
+                store.place(sha, target, mode, dest, rel)  # already stored by another run: share its bytes
             elif rel is not None:
                 store.record_use(sha, dest, rel, way or Link.COPY)
         except StoreError as exc:

@@ -97,8 +97,10 @@ class Run:
         """Place `e` from the store or a cache, before any network request (see `reuse.py`)."""
         if self.reuse is None or rel is None or e.layout == Layout.HF_CACHE:
             return None  # an hf-cache blob is named by the Hub's etag: the fetcher looks once it knows it
-        return self.reuse.take(e.integrity.checks, e.integrity.size, self.dest / rel, self.dest,
-                               self.fetcher.algos(e.integrity.checks), e)
+        taken = self.reuse.take(e.integrity.checks, e.integrity.size, self.dest / rel, self.dest,
+                                self.fetcher.algos(e.integrity.checks), e)
+        self.reuse.taken.pop(self.dest / rel, None)
+        return taken
 
     def keep(self, rel: str, digests: dict[str, str]) -> None:
         """Add a file just extracted to the store."""
