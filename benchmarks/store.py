@@ -69,6 +69,11 @@ def unique_disk(*roots: Path) -> int:
     return total
 
 
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bfree * st.f_frsize
+
+
 def sha256_of(path: Path) -> str:
     stamp = path.with_name(path.name + ".sha256")
     if stamp.is_file() and stamp.stat().st_mtime >= path.stat().st_mtime:
@@ -162,7 +167,8 @@ class StoreBench:
 
     # -- workloads ----------------------------------------------------------------------------
 
-    def w_second(self, base: Path | None = None, label: str = "second checkout, store on the same disk") -> None:
+    def w_second(self, base: Path | None = None, label: str = "second checkout, store on the same disk",
+                 private: bool = False) -> None:
         assert self.nginx
         base = base or self.runs
         print(f"\n== {label}", flush=True)
@@ -183,11 +189,15 @@ class StoreBench:
             n += 1
             dest = base / f"second-{n}"
             shutil.rmtree(dest, ignore_errors=True)
-            before = unique_disk(store, first)
+            os.sync()
+            before, free = unique_disk(store, first), _free(base)
             since = self.nginx.log_size() if self.nginx else 0
             r = self.run(self.get(man, dest), env)
             sent.append(self.network(since))
-            extra.append(unique_disk(store, first, dest) - before)
+            os.sync()
+            # A private filesystem (the XFS image) tells exactly by its free space; on the shared disk, count the
+            # blocks of inodes that neither the store nor the first checkout held (a clone's st_blocks would lie).
+            extra.append(free - _free(base) if private else unique_disk(store, first, dest) - before)
             ways.update(self.origins(man, base / f"second-{n}-json", env))
             shutil.rmtree(dest)
             shutil.rmtree(base / f"second-{n}-json")
@@ -212,7 +222,7 @@ class StoreBench:
         subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
         subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
         try:
-            self.w_second(mnt, "second checkout, XFS (reflink)")
+            self.w_second(mnt, "second checkout, XFS (reflink)", private=True)
         finally:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
             image.unlink(missing_ok=True)
@@ -230,14 +240,16 @@ class StoreBench:
         def reuse() -> Run:
             nonlocal n
             n += 1
+            dest, dest2, seen = (self.runs / f"reuse-{n}{x}" for x in ("", "-again", "-json"))
             shutil.rmtree(store, ignore_errors=True)
-            dest, dest2 = self.runs / f"reuse-{n}", self.runs / f"reuse-{n}-again"
             since = self.nginx.log_size() if self.nginx else 0
             r = self.run(self.get(man, dest), env)
             sent.append(self.network(since))
-            second.append(self.run(self.get(man, dest2), env))
-            ways.update(self.origins(man, self.runs / f"reuse-{n}-json", env))
-            for d in (dest, dest2, self.runs / f"reuse-{n}-json"):
+            shutil.rmtree(store, ignore_errors=True)
+            ways.update(self.origins(man, seen, env))  # the same, with --json: where the bytes came from
+            second.append(self.run(self.get(man, dest2), env))  # the store has them now
+            ways.update(f"next: {w}" for w in self.origins(man, self.runs / f"reuse-{n}-json2", env))
+            for d in (dest, dest2, seen, self.runs / f"reuse-{n}-json2"):
                 shutil.rmtree(d)
             return r
 

@@ -209,6 +209,22 @@ def test_a_store_on_another_filesystem_forces_a_copy(server: TestServer, tmp_pat
     assert (tmp_path / "one/w/big.bin").stat().st_mode & stat.S_IWUSR, "DIR's own download stays writable"
 
 
+def test_a_file_copied_into_the_store_is_trusted_without_hashing_again(server: TestServer, tmp_path: Path,
+                                                                        tmpfs_store: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy's own mtime is new; what vouches for it is that the verified source did not change meanwhile."""
+    from ckptfetch import checking, store
+
+    m = manifest(tmp_path, server)
+    assert api.fetch(m, tmp_path / "one").ok
+    hashed: list[str] = []
+    for module in (checking, store):
+        real = module.hash_file
+        monkeypatch.setattr(module, "hash_file", lambda p, a, real=real: hashed.append(str(p)) or real(p, a))
+    r = api.fetch(m, tmp_path / "two")
+    assert r.ok and {(f.origin, f.link) for f in r.files} == {("store", "copy")} and hashed == []
+
+
 def test_a_full_store_does_not_fail_the_get(server: TestServer, tmp_path: Path, tmpfs_store: Path) -> None:
     big = blob(3 << 20, seed=33)  # larger than the 2 MiB store
     server.add("/huge.bin", big)

@@ -20,9 +20,9 @@ Rules that keep it safe without a lock on the hot paths:
 - An object is trusted without hashing only while its device, inode, size,
   mtime and ctime are those the index recorded when it was verified, and it
   has no write bit (an in-place edit changes the ctime even when the mtime is
-  put back). Linking it changes the ctime too: after a link of its own the
-  store vouches for the new ctime; a link or unlink made by anyone else costs
-  one re-hash.
+  put back). Linking or cloning it changes the ctime too: after one of its own
+  the store vouches for the new ctime; a link or unlink made by anyone else
+  costs one re-hash.
 - Placing from the store links (or opens) the object first and records the
   use after; an object evicted meanwhile leaves the new link intact, or makes
   the link fail (the file is then fetched). Eviction (damage, `gc`) holds the
@@ -178,14 +178,13 @@ class Store:
         try:
             obj.parent.mkdir(exist_ok=True)
             way = self._link_in(src, obj, mode)
-            now = obj.stat()
+            now, after = obj.stat(), src.stat()
         except OSError as exc:
             raise self.refuse(exc) from None
         if way is None:
             return sha, None
-        same = (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns) and (
-            way != Link.HARDLINK or now.st_ino == st.st_ino)
-        # Bytes that changed between hashing and linking are not vouched for: the next use hashes them.
+        # A source that changed between hashing and linking (or copying) is not vouched for: the next use hashes.
+        same = (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
         self.index.describe(sha, now.st_size, digests, verified_key(now) if same else None)
         return sha, way
 
@@ -228,12 +227,13 @@ class Store:
             way = place(obj, target, mode)
             if rel is not None:
                 self.index.use(sha256, str(dest.absolute()), rel, str(way))
-        if way == Link.HARDLINK:
+        if way in (Link.HARDLINK, Link.REFLINK):
             self._vouch_after_link(sha256, before)
         return way
 
     def _vouch_after_link(self, sha256: str, before: os.stat_result) -> None:
-        """Our own hardlink changed the object's ctime: keep vouching for it if nothing else changed."""
+        """Our own hardlink (or clone: XFS marks the source shared) changed the object's ctime, not its bytes:
+        keep vouching for it if nothing else changed."""
         row = self.index.row(sha256)
         if row is None or row.verified is None or row.verified != verified_key(before):
             return
