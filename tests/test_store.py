@@ -441,6 +441,16 @@ def test_cache_ls_and_du_say_what_is_shared(server: TestServer, tmp_path: Path) 
     assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:3] == ["sha256", "size", "uses"]
 
 
+def test_every_cache_command_and_option_has_help() -> None:
+    from ckptfetch.cli.cache import cache
+
+    for name, command in cache.commands.items():
+        assert command.help, name
+        assert all(p.help for p in command.params if getattr(p, "param_type_name", "") == "option"), name
+        r = run_cli("cache", name, "--help")
+        assert r.returncode == 0 and "Usage:" in r.stdout
+
+
 @pytest.mark.parametrize("args", [["gc", "--max-size", "lots"], ["gc", "--older-than", "soon"], ["du", "--nope"]])
 def test_cache_usage_errors_exit_2(args: list[str]) -> None:
     r = run_cli("cache", *args)
