@@ -187,7 +187,7 @@ class Reuse:
             return digests
         self._refused.add(seen)
         if c.sha256 is None:
-            self.notes.append(f"{c.path} does not match the pins it was found by; it was not used")
+            self._note(f"{c.path} does not match the pins it was found by; it was not used")
         return None
 
     def _place(self, c: Candidate, digests: dict[str, str], target: Path, dest: Path, mode: str) -> Taken | None:
