@@ -431,6 +431,8 @@ def test_cache_ls_and_du_say_what_is_shared(server: TestServer, tmp_path: Path) 
     doc = json.loads(run_cli("cache", "du", "--json").stdout)
     assert doc["objects"] == 2 and doc["size"] == len(BIG) + len(SMALL)
     assert doc["in_destinations"] == 2 * len(BIG) + 3 * len(SMALL) and doc["shared"] == len(BIG) + len(SMALL)
+    assert doc["linked"] == 2 * (len(BIG) + len(SMALL)), "the copy in three/ saves nothing"
+    assert doc["saved"] == doc["linked"] - doc["disk"] and doc["saved"] > len(BIG) // 2
     per = {Path(d["dest"]).name: d for d in doc["destinations"]}
     assert per["one"]["files"] == 2 and per["three"]["links"] == {"copy": 1}
     r = run_cli("cache", "du")

@@ -112,13 +112,14 @@ class Usage:
     disk: int  # blocks they take (a hardlinked object's blocks are also its destinations')
     only_in_store: int  # blocks no destination shares: what evicting every unused object would free
     in_destinations: int  # bytes the destinations' files hold, counting each file once per destination
+    linked: int  # ... of which reach them by hardlink, reflink or symlink: blocks the store's objects hold
     shared: int  # bytes of objects that two or more destinations use
     destinations: list[dict[str, Any]]
 
     @property
     def saved(self) -> int:
-        """What separate copies in each destination would take, minus what the store's objects take."""
-        return self.in_destinations - self.disk
+        """Disk a separate file per destination would take, minus what the store takes (copies save nothing)."""
+        return self.linked - self.disk
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "saved": self.saved}
@@ -138,7 +139,9 @@ def usage(store: Store) -> Usage:
     return Usage(
         str(store.root), len(objs), sum(o.size for o in objs), sum(o.disk for o in objs),
         sum(o.disk for o in objs if o.links == 1 and not o.uses),
-        sum(o.size * len(o.uses) for o in objs), sum(o.size for o in objs if len(o.destinations) > 1),
+        sum(o.size * len(o.uses) for o in objs),
+        sum(o.size * sum(1 for u in o.uses if u.way != Link.COPY) for o in objs),
+        sum(o.size for o in objs if len(o.destinations) > 1),
         sorted(dests.values(), key=lambda d: d["dest"]),
     )
 

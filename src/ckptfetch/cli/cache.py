@@ -127,8 +127,9 @@ def du(cache_dir: str | None, as_json: bool) -> None:
         return
     out, _ = consoles()
     out.print(f"store {u.store}: {u.objects} files, {hs(u.size)} ({hs(u.disk)} on disk)", markup=False)
-    out.print(f"destinations hold {hs(u.in_destinations)} in files from the store; {hs(max(0, u.saved))} saved by "
-              f"sharing, {hs(u.shared)} of it used by two or more destinations", markup=False)
+    saved = f"{hs(u.saved)} saved by sharing" if u.saved >= 0 else f"{hs(-u.saved)} more than separate copies"
+    out.print(f"destinations hold {hs(u.in_destinations)} in files from the store ({hs(u.linked)} linked, the rest "
+              f"copies); {saved}; {hs(u.shared)} of the store is used by two or more destinations", markup=False)
     out.print(f"only in the store (gc frees it): {hs(u.only_in_store)}", markup=False)
     if u.destinations:
         rows = [[d["dest"], str(d["files"]), hs(d["size"]), hs(d["shared"]),
