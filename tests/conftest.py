@@ -23,6 +23,20 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _private_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets a store of its own (CKPTFETCH_CACHE), never the user's: `cli_env()` passes it on."""
+    store = tmp_path_factory.mktemp("store")
+    monkeypatch.setenv("CKPTFETCH_CACHE", str(store))
+    return store
+
+
+@pytest.fixture
+def store_dir(_private_store: Path) -> Path:
+    """This test's store (what CKPTFETCH_CACHE points at)."""
+    return _private_store
+
+
 @pytest.fixture
 def server() -> Iterator[TestServer]:
     with TestServer() as srv:
@@ -71,12 +85,21 @@ def sha256(data: bytes) -> str:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI run: fast retries, no colours, and this test's own store (never the user's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CKPTFETCH_")}
-    env.update({"CKPTFETCH_BACKOFF": "0.01", "CKPTFETCH_TIMEOUT": "2", "CKPTFETCH_RETRIES": "4", "NO_COLOR": "1"})
+    env.update({"CKPTFETCH_BACKOFF": "0.01", "CKPTFETCH_TIMEOUT": "2", "CKPTFETCH_RETRIES": "4", "NO_COLOR": "1",
+                "CKPTFETCH_CACHE": os.environ.get("CKPTFETCH_CACHE") or _session_store()})
     # No user config.toml of whoever runs the tests (README "Configuration"); tests that want one set their own.
     env["XDG_CONFIG_HOME"] = str(Path(__file__).resolve().parent / "data" / "no-user-config")
     env.update(extra)
     return env
+
+
+def _session_store() -> str:
+    """A store for CLI runs made outside a test (module-level setup): under the system's temp dir, never the user's."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"ckptfetch-test-store-{os.getpid()}")
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,8 @@ Each test switches one capability off (as macOS or Windows lack it) and runs
 the real code path that uses it: a segmented download without `preadv` /
 `pwrite`, the free-space check without `statvfs`, writeback without
 `sync_file_range` or `fdatasync`, durable renames without folder fsync, locks
-without `/proc` or `kill(pid, 0)`, and the hf-cache layout without symlinks.
+without `/proc` or `kill(pid, 0)`, the hf-cache layout without symlinks, and
+placing files from the store without reflinks.
 """
 
 from __future__ import annotations
@@ -141,3 +142,26 @@ def test_symlink_fallback_reports_false(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(compat, "HAVE_SYMLINKS", False)
     assert not compat.symlink("target", tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+def test_without_reflinks_files_from_the_store_are_hardlinked_or_copied(server: TestServer, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux without FICLONE support, macOS off APFS, Windows: `--link auto` hard-links, `--link reflink` copies.
+
+    (tests/test_store.py::test_reflinks_on_a_copy_on_write_filesystem clones for real on an XFS image.)
+    """
+    from ckptfetch import api
+
+    src = tmp_path / "src"
+    src.write_bytes(b"abc")
+    monkeypatch.setattr(compat, "HAVE_REFLINK", False)
+    assert not compat.reflink(src, tmp_path / "clone") and not (tmp_path / "clone").exists()
+    data = blob(100_000, seed=9)
+    server.add("/w.bin", data)
+    m = tmp_path / "m.yaml"
+    m.write_text(json.dumps({"ckptfetch": 1, "name": "m", "files": {"w.bin": {"url": server.url + "/w.bin",
+                                                                              "md5": md5(data)}}}))
+    assert api.fetch(m, tmp_path / "one").ok
+    assert [f.link for f in api.fetch(m, tmp_path / "two", link="auto").files] == ["hardlink"]
+    assert [f.link for f in api.fetch(m, tmp_path / "three", link="reflink").files] == ["copy"]
+    assert (tmp_path / "three/w.bin").read_bytes() == data and server.hits("/w.bin") == 1

@@ -14,12 +14,15 @@ TYPE_CHECKING = False
 
 __all__ = [
     "CkptfetchError", "DownloadError", "Error", "FetchFailed", "FetchResult", "HashMismatch", "Interrupted", "Manifest",
-    "ManifestError", "ManualFileNeeded", "UnsafeArchive", "UsageError", "VerifyResult", "__version__", "fetch",
-    "load_manifest", "path", "plan", "verify",
+    "ManifestError", "ManualFileNeeded", "Store", "UnsafeArchive", "UsageError", "VerifyResult", "__version__",
+    "cache_gc", "cache_list", "cache_usage", "cache_verify", "fetch", "load_manifest", "open_store", "path", "plan",
+    "verify",
 ]
 
 _LAZY = {
     "fetch": "api", "plan": "api", "verify": "api", "path": "api", "FetchResult": "api", "VerifyResult": "api",
+    "Store": "api", "open_store": "api", "cache_list": "api", "cache_usage": "api", "cache_verify": "api",
+    "cache_gc": "api",
     "Manifest": "manifest", "load_manifest": "manifest",
     "CkptfetchError": "errors", "DownloadError": "errors", "HashMismatch": "errors", "Interrupted": "errors",
     "ManifestError": "errors", "UnsafeArchive": "errors", "UsageError": "errors", "Error": "errors",
@@ -29,7 +32,20 @@ _LAZY = {
 if TYPE_CHECKING:
     from typing import Any
 
-    from .api import FetchResult, VerifyResult, fetch, path, plan, verify
+    from .api import (
+        FetchResult,
+        Store,
+        VerifyResult,
+        cache_gc,
+        cache_list,
+        cache_usage,
+        cache_verify,
+        fetch,
+        open_store,
+        path,
+        plan,
+        verify,
+    )
     from .errors import (
         CkptfetchError,
         DownloadError,

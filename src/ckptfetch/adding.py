@@ -23,11 +23,11 @@ import yaml
 from .concrete import destination
 from .download import Settings
 from .errors import CkptfetchError, ManifestError, UsageError
+from .fetching import fetch
 from .firstuse import exactly
 from .layout import hub_file
 from .manifest import FileEntry, Manifest, load_manifest, parse_manifest, path_matches
 from .progress import Reporter
-from .run import fetch
 from .sources import huggingface as hf
 from .sources import source_for
 from .urls import Mirror

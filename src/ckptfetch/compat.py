@@ -14,10 +14,12 @@ the fallback on this machine (see `tests/test_compat.py`):
 | `HAVE_KILL0`: "is this pid alive?" | POSIX | unknown (`None`): locks then trust the heartbeat |
 | `HAVE_DIR_FSYNC`: fsync a folder to make renames durable | POSIX | nothing (NTFS journals renames) |
 | `HAVE_SYMLINKS`: symlinks | POSIX; Windows with developer mode | a copy (the hf-cache layout, as huggingface_hub does) |
+| `HAVE_REFLINK`: clone a file's blocks (copy-on-write) | Linux (`FICLONE`: btrfs, XFS, bcachefs, ...); macOS (`clonefile`: APFS) | the caller hard-links or copies (`linking.py`) |
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -34,6 +36,7 @@ HAVE_PROC = os.path.isdir("/proc/self")
 HAVE_KILL0 = os.name == "posix"
 HAVE_DIR_FSYNC = os.name == "posix"
 HAVE_SYMLINKS = hasattr(os, "symlink")
+HAVE_REFLINK = sys.platform.startswith("linux") or sys.platform == "darwin"
 O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows opens files in text mode otherwise
 
 _FD_LOCKS: dict[int, threading.Lock] = {}
@@ -196,7 +199,68 @@ def symlink(target: str, link: str | os.PathLike[str]) -> bool:
     return True
 
 
+# --- reflinks (copy-on-write clones) ------------------------------------------------------
+
+_FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
+# What a filesystem (or a pair of them) that cannot clone answers; anything else is a real error.
+_NO_CLONE = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS,
+                       errno.EBADF, errno.EPERM})
+
+
+@functools.lru_cache(maxsize=1)
+def _clonefile() -> Callable[[bytes, bytes, int], int] | None:
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).clonefile
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint32]
+    fn.restype = ctypes.c_int
+
+    def call(src: bytes, dst: bytes, flags: int) -> int:
+        """0, or the errno clonefile(2) set."""
+        return 0 if fn(src, dst, flags) == 0 else ctypes.get_errno()
+
+    return call
+
+
+def reflink(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> bool:
+    """Create `dst` (which must not exist) sharing `src`'s blocks, copy-on-write; False where this cannot be done.
+
+    Linux: `ioctl(FICLONE)` on btrfs, XFS (reflink=1), bcachefs, OCFS2 and the like; macOS: `clonefile(2)` on APFS.
+    Elsewhere, across filesystems, or on ext4 and tmpfs, False (and no `dst` left): the caller hard-links or
+    copies. Real errors (no space, read-only, no permission) raise OSError.
+    """
+    if not HAVE_REFLINK:
+        return False
+    if sys.platform == "darwin":
+        fn = _clonefile()
+        if fn is None:
+            return False
+        err = fn(os.fsencode(src), os.fsencode(dst), 0)
+        if err == 0:
+            return True
+        if err in _NO_CLONE:
+            return False
+        raise OSError(err, os.strerror(err), str(dst))
+    import fcntl
+
+    with open(src, "rb") as s:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o644)
+        try:
+            fcntl.ioctl(fd, _FICLONE, s.fileno())
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(dst)
+            if exc.errno in _NO_CLONE:
+                return False
+            raise
+        os.close(fd)
+    return True
+
+
 __all__ = [
-    "O_BINARY", "allocated_bytes", "boot_id", "free_bytes", "fsync_dir", "pid_alive", "pid_namespace",
-    "pread_into", "pwrite", "start_time", "start_writeback", "symlink",
+    "HAVE_REFLINK", "O_BINARY", "allocated_bytes", "boot_id", "free_bytes", "fsync_dir", "pid_alive",
+    "pid_namespace", "pread_into", "pwrite", "reflink", "start_time", "start_writeback", "symlink",
 ]

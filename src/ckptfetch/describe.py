@@ -54,6 +54,15 @@ def count_unpinned(m: Manifest) -> int:
     return sum(1 for k, e in m.files.items() if relies_on_nothing(e) and not (lock and k in lock.files))
 
 
+ORIGIN_PHRASE = {"network": "fetch", "store": "link from store", "hf-cache": "reuse from HF cache",
+                 "torch-hub": "reuse from torch cache", "reuse-from": "reuse from --reuse-from DIR"}
+"""How the plan says where a file to fetch will come from (`status.Origin`)."""
+
+ORIGIN_DONE = {"network": "downloaded", "store": "from the store", "hf-cache": "from the HF cache",
+               "torch-hub": "from the torch cache", "reuse-from": "from --reuse-from"}
+"""How the summary says where fetched files came from."""
+
+
 def relies_on_nothing(e: FileEntry) -> bool:
     """True when nothing checks `e`'s bytes: no hash, no weak pin, and no Hub to declare one."""
     return (e.integrity.pin_level == "unpinned" and not e.folder
@@ -80,4 +89,5 @@ def describe_source(e: FileEntry) -> str:
     return redact(e.urls[0]) + (f" (+{len(e.urls) - 1} mirrors)" if len(e.urls) > 1 else "")
 
 
-__all__ = ["count_unpinned", "describe_pin", "describe_source", "human_size", "known_sizes", "relies_on_nothing", "total_size"]
+__all__ = ["ORIGIN_DONE", "ORIGIN_PHRASE", "count_unpinned", "describe_pin", "describe_source", "human_size",
+           "known_sizes", "relies_on_nothing", "total_size"]

@@ -26,8 +26,8 @@ from pathlib import Path
 from .concrete import ManifestRef, check_entry, load, located
 from .config import effective
 from .errors import ManifestError, UsageError
+from .fetching import fetch
 from .manifest import FileEntry, Manifest, load_manifest, manifest_stem
-from .run import fetch
 from .state import STATE_DIR, VerifiedCache
 from .status import Check
 from .urls import parse_mirrors

@@ -79,7 +79,7 @@ def check(entries: list[FileEntry]) -> None:
                 seen[rel] = e.path
 
 
-def _url_name(e: FileEntry) -> str:
+def url_file_name(e: FileEntry) -> str:
     """The file name torch.hub would give the download: the last part of the URL's path."""
     f = hub_file(e)
     if f is not None:
@@ -118,7 +118,7 @@ def located(e: FileEntry, dest: Path) -> str | None:
     if e.layout == Layout.TORCH_HUB:
         # A source tree (a folder of an archive) lands as it is: `DEST/KEY/`, named as torch.hub names
         # a repo's folder (`facebookresearch_dinov2_main/`); single files go to `checkpoints/`.
-        return e.path if e.archive and (e.folder or e.parent) else f"checkpoints/{_url_name(e)}"
+        return e.path if e.archive and (e.folder or e.parent) else f"checkpoints/{url_file_name(e)}"
     if e.layout == Layout.HF_CACHE:
         f = hub_file(e)
         if f is None:
@@ -212,5 +212,5 @@ def own_files(dest: Path, repo_folders: set[str]) -> set[str]:
 
 __all__ = [
     "blob_of", "blob_target", "check", "default_dest", "hub_file",
-    "link_snapshot", "located", "own_files", "torch_hub_dir",
+    "link_snapshot", "located", "own_files", "torch_hub_dir", "url_file_name",
 ]

@@ -12,12 +12,12 @@ from pathlib import Path
 from .concrete import load
 from .download import Settings, make_session
 from .errors import DownloadError, UsageError
+from .fetching import fetch
 from .folders import expand, hub_lister
 from .layout import hub_file
 from .lock import Pin, lock_path, render, write
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
-from .run import fetch
 from .sources import Context, resolve
 from .sources import huggingface as hf
 from .sourcing import mirror_form

@@ -10,6 +10,7 @@ from .errors import UsageError
 from .layout import check as check_layouts
 from .manifest import FileEntry
 from .results import Plan, PlanItem
+from .reuse import Reuse
 from .sizing import partial_of
 from .state import VerifiedCache
 from .status import Action, Check
@@ -27,12 +28,15 @@ def plan(
     layout: str | None = None,
     settings: Settings | None = None,
     offline: bool = False,
+    reuse: Reuse | None = None,
 ) -> Plan:
     """What `fetch` would do: which selected files are present and correct.
 
     Folder entries are listed through the Hub (or taken from the lock file), so
     the plan is per file; `offline`, only from the lock file or the record.
-    `layout` overrides the manifest's default layout.
+    `layout` overrides the manifest's default layout. With `reuse`, a file to
+    fetch says where on this machine its bytes are expected from (not yet
+    verified: the run verifies before placing).
     """
     m = with_layout(load(manifest), layout)
     root = destination(m, dest, layout)
@@ -56,6 +60,9 @@ def plan(
         if e.manual is not None:
             return PlanItem(e, Action.MANUAL, "missing" if status == Check.MISSING else "corrupt", size=size)
         reason = "forced" if status == Check.OK else "missing" if status == Check.MISSING else "corrupt"
+        found = reuse.plan_origin(e) if reuse is not None and not force else None
+        if found is not None:
+            return PlanItem(e, Action.FETCH, reason, size, origin=found.origin, found_at=str(found.path))
         at = None if e.archive else located(e, root)
         partial = partial_of(root / at) if at is not None else None
         if partial is not None and size is None:

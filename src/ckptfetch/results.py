@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import CkptfetchError, DownloadError, FetchFailed, ManualFileNeeded
 from .manifest import FileEntry, Manifest
-from .status import Action, Check, Outcome
+from .status import Action, Check, Origin, Outcome
 
 
 @dataclass
@@ -20,6 +20,8 @@ class PlanItem:
     reason: str = ""  # why it is fetched: missing, corrupt, forced; or why it cannot be (a folder not listed)
     size: int | None = None  # the pinned size, else the one its source declared when the plan asked
     resume: int = 0  # bytes a partial download already holds here
+    origin: Origin = Origin.NETWORK  # where a file to fetch is expected from (the store, a cache, ...; `reuse.py`)
+    found_at: str = ""  # the file it is expected from, when not the network
 
 
 @dataclass
@@ -48,8 +50,9 @@ class Plan:
         return [i for i in self.items if i.action == Action.FETCH]
 
     def cost(self) -> Cost:
-        """Bytes still to download: each file's size less what its partial holds; an archive counts once."""
-        sizes = [(i.size, i.resume) for i in self.to_fetch if not i.entry.archive]
+        """Bytes still to download: each file's size less what its partial holds; an archive counts once; a file
+        found on this machine (the store, a cache) costs nothing."""
+        sizes = [(i.size, i.resume) for i in self.to_fetch if not i.entry.archive and i.origin == Origin.NETWORK]
         sizes += list(self.archives.values())
         return Cost(sum(s - here for s, here in sizes if s is not None), sum(1 for s, _ in sizes if s is None),
                     sum(here for _, here in sizes))
@@ -74,6 +77,8 @@ class FileOutcome:
     manual_url: str | None = None  # the page to visit for a manual file
     meta: dict[str, str] = field(default_factory=dict)  # what the source told us, e.g. a resolved commit
     at: str | None = None  # where the file really is under dest, when the layout puts it elsewhere than `path`
+    origin: str | None = None  # for a fetched (or planned) file: where its bytes came from (`status.Origin`)
+    link: str | None = None  # for a file taken from the store or a cache: how it reached dest (`status.Link`)
 
 
 @dataclass
@@ -85,6 +90,7 @@ class FetchResult:
     files: list[FileOutcome]
     dry_run: bool = False
     errors: dict[str, CkptfetchError] = field(default_factory=dict, repr=False, compare=False)  # by target path
+    notes: list[str] = field(default_factory=list)  # what the user should know that is no file's error
 
     @property
     def ok(self) -> bool:
@@ -119,7 +125,7 @@ class FetchResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "manifest": self.manifest, "dest": str(self.dest), "ok": self.ok, "dry_run": self.dry_run,
-            "files": [asdict(f) for f in self.files],
+            "files": [asdict(f) for f in self.files], "notes": list(self.notes),
         }
 
 

@@ -22,6 +22,7 @@ from .manifest import Integrity
 from .pins import first_mismatch
 from .proclock import locked
 from .progress import Reporter
+from .reuse import Reuse
 from .sources import Context, Resolved, resolve
 from .sources import huggingface as hf
 from .urls import Mirror, candidates, redact
@@ -69,16 +70,20 @@ class Fetcher:
     algorithms: tuple[str, ...] = ()  # digests to compute besides those the pins need
     offline: bool = False  # only mirrors and local sources: no request reaches an original host
     resolved: dict[str, Resolved] = field(default_factory=dict)  # what the plan already asked (sizes), used once
+    reuse: Reuse | None = None  # the store and caches (`reuse.py`), for fetches that ask for it
 
     def algos(self, hashes: dict[str, str]) -> list[str]:
         return needed_algorithms(hashes, self.algorithms)
 
     def fetch(self, urls: Sequence[str], target: Target, integrity: Integrity, label: str,
-              *, sync_dir: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+              *, sync_dir: bool = True, reuse: bool = False) -> tuple[dict[str, str], dict[str, str]]:
         """Fetch `target` from the first of `urls` (mirrors first) that yields verified bytes.
 
         A `target` that is a function of the source's metadata and already holds
-        the right bytes is not fetched again. Returns (digests, the source's metadata).
+        the right bytes is not fetched again. With `reuse`, bytes this machine
+        already has under the pins the source declared (a Hub file's sha256) are
+        placed instead of downloaded, and downloaded bytes go to the store.
+        Returns (digests, the source's metadata).
         """
         ctx = Context(self.session, self.settings, label)
 
@@ -87,9 +92,19 @@ class Fetcher:
             hashes, size = merge_pins(integrity, found.hashes, found.size, label, url)
 
             def get(path: Path) -> dict[str, str]:
-                return download(found.requests, path, hashes=hashes, size=size, algorithms=self.algos(hashes),
-                                session=self.session, settings=self.settings, reporter=self.reporter, label=label,
-                                sync_dir=sync_dir)
+                into_store = self.reuse if reuse else None
+                # Pins the manifest gave were looked for before any request; new ones (a Hub's sha256) now.
+                if into_store is not None and (callable(target) or found.hashes):
+                    taken = into_store.take(hashes, size, path, self.dest, self.algos(hashes),
+                                            symlink_ok=not callable(target))
+                    if taken is not None:
+                        return taken.digests
+                digests = download(found.requests, path, hashes=hashes, size=size, algorithms=self.algos(hashes),
+                                   session=self.session, settings=self.settings, reporter=self.reporter, label=label,
+                                   sync_dir=sync_dir)
+                if into_store is not None:
+                    into_store.keep(path, digests, self.dest, symlink_ok=not callable(target))
+                return digests
 
             if not callable(target):
                 return get(target), found.meta

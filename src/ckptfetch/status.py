@@ -68,8 +68,31 @@ class Layout(_Word):
 
 LAYOUTS = tuple(str(x) for x in Layout)
 
+
+class Link(_Word):
+    """How a file reaches DIR from the store (`get --link`); AUTO tries reflink, then hardlink, then copy."""
+
+    AUTO = "auto"
+    REFLINK = "reflink"  # a copy-on-write clone: no extra blocks, and DIR's file is independent
+    HARDLINK = "hardlink"  # the store's own file (read-only), under a second name
+    COPY = "copy"
+    SYMLINK = "symlink"  # a link to the store's file (only on request)
+
+
+LINKS = tuple(str(x) for x in Link)
+
+
+class Origin(_Word):
+    """Where a file's bytes come from (the plan's and the outcome's `origin`)."""
+
+    NETWORK = "network"
+    STORE = "store"  # the machine's content-addressed store
+    HF_CACHE = "hf-cache"  # huggingface_hub's cache (HF_HUB_CACHE)
+    TORCH_HUB = "torch-hub"  # torch's hub cache (TORCH_HOME)
+    REUSE_FROM = "reuse-from"  # an earlier destination given with --reuse-from
+
 SHOW_STATE = {Check.OK: Installed.INSTALLED, Check.MISSING: Installed.MISSING, Check.FAILED: Installed.CORRUPT,
               Check.FOLDER: Installed.FOLDER}
 """How a check reads in `show`."""
 
-__all__ = ["LAYOUTS", "SHOW_STATE", "Action", "Check", "Installed", "Layout", "Outcome"]
+__all__ = ["LAYOUTS", "LINKS", "SHOW_STATE", "Action", "Check", "Installed", "Layout", "Link", "Origin", "Outcome"]

@@ -18,6 +18,7 @@ import click
 from .._version import __version__
 from ..errors import CkptfetchError, ExitCode, Interrupted
 from .authoring import add, hash_cmd, import_cmd, lint, schema
+from .cache import cache
 from .ci import key
 from .common import emit_json
 from .completion import completion
@@ -39,6 +40,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ckptfetch get sam-pt --minimal          fetch a model set into ./models
     ckptfetch verify models/                check it (exit 0 only if all is well)
     ckptfetch add manifests/mine.yaml URL   pin a new checkpoint in a manifest
+    ckptfetch cache du                      what the machine's store holds and shares
     """
     # --debug is read by `main`, the error boundary, before click runs; declared here for --help.
     if ctx.resilient_parsing:
@@ -50,7 +52,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.default_map = default_map({n: c for n, c in cli.commands.items() if n != "config"})
 
 
-for _command in (list_cmd, show, get, lock, verify, hash_cmd, add, import_cmd, lint, schema, key, config, completion):
+for _command in (list_cmd, show, get, lock, verify, hash_cmd, add, import_cmd, lint, schema, key, cache, config,
+                 completion):
     cli.add_command(_command)
 
 

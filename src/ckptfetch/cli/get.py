@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import ExitCode
-from ..status import LAYOUTS
+from ..status import LAYOUTS, LINKS
 from .common import consoles, emit_json, mirror_option, offline_option
 from .completion import manifest_names, target_paths, variant_names
 
@@ -20,15 +20,17 @@ if TYPE_CHECKING:
 
 def _print_plan(out: Console, p: Plan) -> None:
     from ..api import relies_on_nothing
-    from ..describe import human_size
+    from ..describe import ORIGIN_PHRASE, human_size
 
     present = [i for i in p.items if i.action == "present"]
     fetch = p.to_fetch
     manual = [i for i in p.items if i.action == "manual"]
+    local = sum(1 for i in fetch if i.origin != "network")
     n = len(p.items)
     unpinned = sum(1 for i in fetch if relies_on_nothing(i.entry))
     out.print(f"[bold]{p.manifest.name}[/bold] → {p.dest}/: {n} file{'' if n == 1 else 's'}, {len(present)} present, "
-              f"{len(fetch)} to fetch{_cost(p) if fetch else ''}"
+              f"{len(fetch) - local} to fetch{_cost(p) if len(fetch) > local else ''}"
+              + (f", {local} found on this machine" if local else "")
               + (f", {len(manual)} manual" if manual else "")
               + (f" ({unpinned} unpinned)" if unpinned else ""))
     for name, (size, here) in p.archives.items():
@@ -37,6 +39,8 @@ def _print_plan(out: Console, p: Plan) -> None:
         if i.action == "present":
             continue
         tag = {"fetch": "[cyan]fetch[/cyan]", "manual": "[yellow]manual[/yellow]", "failed": "[red]cannot list[/red]"}[i.action]
+        if i.action == "fetch" and i.origin != "network":
+            tag = f"[green]{ORIGIN_PHRASE[i.origin]}[/green]"
         why = f" ({i.reason})" if i.reason and i.reason not in ("missing",) and i.action != "failed" else ""
         size_text = "" if i.entry.archive or i.action == "failed" else _size(i.size, i.resume)
         if i.entry.archive and i.action == "fetch":
@@ -86,7 +90,17 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
             err.print(f"  put it at {r.dest / f.path}, then run the same command again.", highlight=False, markup=False)
     if quiet:
         return
+    from ..describe import ORIGIN_DONE
+
+    for note in r.notes:
+        err.print(f"note: {note}", highlight=False, markup=False)
     parts = [f"{counts.get(k, 0)} {k}" for k in ("fetched", "present", "failed", "manual") if counts.get(k)]
+    reused: dict[str, int] = {}
+    for f in r.files:
+        if f.status == "fetched" and f.origin not in (None, "network"):
+            reused[ORIGIN_DONE[f.origin]] = reused.get(ORIGIN_DONE[f.origin], 0) + 1
+    if reused and parts and parts[0].endswith("fetched"):
+        parts[0] += " (" + ", ".join(f"{n} {how}" for how, n in reused.items()) + ")"
     colour = "green" if r.ok else "red"
     out.print(f"[{colour}]{'done' if r.ok else 'incomplete'}:[/{colour}] {', '.join(parts)} in {r.dest}/")
 
@@ -118,10 +132,20 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
                    "(torch-hub); overrides the manifest's default `layout:`. Without --dest, hf-cache goes to the "
                    "Hub cache (HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) and torch-hub to "
                    "$TORCH_HOME/hub (else ~/.cache/torch/hub).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="The store of files already fetched on this machine [default: CKPTFETCH_CACHE, else the user "
+                   "cache dir, e.g. ~/.cache/ckptfetch].")
+@click.option("--no-cache", is_flag=True,
+              help="Bypass the store and the Hugging Face and torch caches: download everything not in DEST.")
+@click.option("--link", type=click.Choice(LINKS), default="auto", show_default=True,
+              help="How files reach DEST from the store: auto tries reflink, then hardlink, then copy; "
+                   "symlink only on request.")
+@click.option("--reuse-from", "reuse_from", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Also take files from DIR, an earlier destination of `ckptfetch get` (repeatable).")
 def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], exclude: tuple[str, ...],
-        dest: str | None,
-        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], offline: bool, no_progress: bool,
-        quiet: bool, as_json: bool, force: bool, layout: str | None) -> None:
+        dest: str | None, jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], offline: bool,
+        no_progress: bool, quiet: bool, as_json: bool, force: bool, layout: str | None, cache_dir: str | None,
+        no_cache: bool, link: str, reuse_from: tuple[str, ...]) -> None:
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
 
     Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
@@ -130,10 +154,14 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
     (AWS_ENDPOINT_URL, AWS_PROFILE, ~/.aws/...). A lock file NAME.lock.yaml
     beside the manifest is enforced.
 
+    Files this machine already has (in the store, huggingface_hub's or torch's
+    cache, a --reuse-from DIR) are verified and linked instead of downloaded.
+
     \b
     Examples:
       ckptfetch get sam-pt --minimal
       ckptfetch get manifests/mine.yaml --dest /data/models --only sam_ckpts --quiet
+      ckptfetch get sam-pt --minimal --dest ../other-checkout/models   # links what the store has
     """
     from ..api import fetch
     from ..urls import env_mirrors, parse_mirrors
@@ -165,9 +193,10 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
                 _print_plan(out, p)
 
     try:
-        result = fetch(manifest, dest, variants=chosen, only=only, exclude=exclude, jobs=jobs, connections=connections, force=force,
-                       mirrors=mirror_list, layout=layout,
-                       dry_run=dry_run, reporter=reporter, on_plan=on_plan, offline=True if offline else None)
+        result = fetch(manifest, dest, variants=chosen, only=only, exclude=exclude, jobs=jobs, connections=connections,
+                       force=force, mirrors=mirror_list, layout=layout, dry_run=dry_run, reporter=reporter,
+                       on_plan=on_plan, offline=True if offline else None, cache_dir=cache_dir, no_cache=no_cache,
+                       link=link, reuse_from=reuse_from)
     finally:
         if reporter is not None and getattr(reporter, "close", None):
             reporter.close()
