@@ -86,7 +86,7 @@ KEYS: tuple[Key, ...] = (
         path=True, also=("verify.directory",)),
     Key("offline", parse_bool, "CKPTFETCH_OFFLINE", "--offline", False, "never use the network"),
     Key("link", parse_str, "CKPTFETCH_LINK", "--link", None, "how files come out of the store (link mode)"),
-    Key("cache-dir", parse_str, "CKPTFETCH_CACHE_DIR", "--cache-dir", None, "the content-addressed store",
+    Key("cache-dir", parse_str, "CKPTFETCH_CACHE", "--cache-dir", None, "the content-addressed store",
         path=True),
 )
 """Every key the files may hold. A new setting is one more row."""
