@@ -108,7 +108,7 @@ def test_a_lock_pins_the_folder_by_its_files(server: TestServer, tmp_path: Path)
     # Same archive name, one file changed upstream: the lock catches it.
     server.replace(path, _zip({**TREE, "hubconf.py": TREE["hubconf.py"].upper()}))  # same size, other bytes
     dest2 = tmp_path / "out2"
-    r = invoke("get", str(m), "--dest", str(dest2))
+    r = invoke("get", str(m), "--dest", str(dest2), "--no-cache")  # the store holds the locked files: not them
     assert r.returncode == 1 and "hubconf.py" in r.stderr and "mismatch" in r.stderr
     assert not (dest2 / "hub/facebookresearch_dinov2_main/hubconf.py").exists()
 

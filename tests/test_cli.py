@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 
@@ -49,6 +50,13 @@ def test_every_command_help_shows_examples(name: str) -> None:
     assert len(examples) == 2, f"{name} --help has no Examples"
     shown = [ln.strip() for ln in examples[1].splitlines() if ln.strip().startswith("ckptfetch ")]
     assert shown and all(ln.startswith(f"ckptfetch {name}") or "$(ckptfetch" in ln for ln in shown), shown
+
+
+def test_every_subcommand_of_a_group_shows_examples() -> None:
+    for group in (c for c in cli.commands.values() if isinstance(c, click.Group)):  # type: ignore[attr-defined]
+        for sub in group.commands:
+            r = invoke(group.name or "", sub, "--help")
+            assert r.returncode == 0 and "Examples:" in r.stdout, f"{group.name} {sub} --help has no Examples"
 
 
 def test_list_and_show_bundled_sam_pt() -> None:

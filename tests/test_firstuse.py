@@ -91,7 +91,8 @@ def test_readme_examples_run(isolated: Path, on_path: Path, server: TestServer, 
             assert server.hits("/example.org/releases/pose-v1.pth") == 0, "path() fetches that file only"
             assert (isolated.parent / "cache" / "ckptfetch" / "models" / "detector.pth").is_file()
     assert runner.summarize(verbose=False).failed == 0
-    assert server.hits("/example.org/releases/detector-v1.pth") == 2  # once for path(), once into ./models
+    # Once for path(); ./models then links it from the machine's store (README "The store").
+    assert server.hits("/example.org/releases/detector-v1.pth") == 1
 
 
 # --- path() -----------------------------------------------------------------------------------

@@ -122,7 +122,8 @@ def test_the_environment_variable_and_its_bad_values(hub: FakeHub, server: TestS
 def test_offline_without_a_mirror_is_one_clear_error(hub: FakeHub, server: TestServer, tmp_path: Path) -> None:
     m = _site(tmp_path, hub, server)
     asked = len(hub.requests)
-    r = invoke("get", str(m), "--dest", str(tmp_path / "out"), "--offline", env=_env(hub, tmp_path))
+    # --no-cache: `lock` put w.pth's bytes in this test's store, which would serve them offline (rightly)
+    r = invoke("get", str(m), "--dest", str(tmp_path / "out"), "--offline", "--no-cache", env=_env(hub, tmp_path))
     assert r.returncode == 1
     assert "w.pth: offline, and no mirror serves https://dl.example.org/models/w.pth" in r.stderr
     assert "--mirror" in r.stderr and "Traceback" not in r.stderr
@@ -149,7 +150,7 @@ def test_wrong_bytes_on_the_mirror_fail_at_once_offline(hub: FakeHub, server: Te
         mirror.replace("/dl.example.org/models/w.pth", blob(300_000, seed=99))
         asked = len(server.requests)
         t0 = time.monotonic()
-        r = invoke("get", str(m), "--dest", str(tmp_path / "out"), "--offline", *_mirrors(hub, mirror),
+        r = invoke("get", str(m), "--dest", str(tmp_path / "out"), "--offline", "--no-cache", *_mirrors(hub, mirror),
                    env=_env(hub, tmp_path))
         assert r.returncode == 1 and "w.pth" in r.stderr and "mismatch" in r.stderr
         assert time.monotonic() - t0 < 10

@@ -86,8 +86,9 @@ def cache() -> None:
     """Look after the store: every verified file once, linked into each destination.
 
     \b
-    ckptfetch cache du                       what the store holds and what is shared
-    ckptfetch cache gc --max-size 50G        evict least recently used files
+    Examples:
+      ckptfetch cache du                       what the store holds and what is shared
+      ckptfetch cache gc --max-size 50G        evict least recently used files
     """
 
 
@@ -95,7 +96,13 @@ def cache() -> None:
 @cache_dir_option
 @json_option
 def ls(cache_dir: str | None, as_json: bool) -> None:
-    """List the store's files: digest, size, destinations using each, last use."""
+    """List the store's files: digest, size, destinations using each, last use.
+
+    \b
+    Examples:
+      ckptfetch cache ls
+      ckptfetch cache ls --json --cache-dir /scratch/ckptfetch
+    """
     from ..describe import human_size
     from ..housekeeping import survey
 
@@ -117,7 +124,12 @@ def ls(cache_dir: str | None, as_json: bool) -> None:
 @cache_dir_option
 @json_option
 def du(cache_dir: str | None, as_json: bool) -> None:
-    """Disk used by the store, per destination, and what linking shares between destinations."""
+    """Disk used by the store, per destination, and what linking shares between destinations.
+
+    \b
+    Examples:
+      ckptfetch cache du
+    """
     from ..describe import human_size as hs
     from ..housekeeping import usage
 
@@ -141,7 +153,12 @@ def du(cache_dir: str | None, as_json: bool) -> None:
 @cache_dir_option
 @json_option
 def verify(cache_dir: str | None, as_json: bool) -> None:
-    """Re-hash every file in the store; damaged ones are evicted (exit 1)."""
+    """Re-hash every file in the store; damaged ones are evicted (exit 1).
+
+    \b
+    Examples:
+      ckptfetch cache verify
+    """
     from ..housekeeping import verify_store
 
     store = _open(cache_dir)
@@ -177,7 +194,9 @@ def gc(max_size: str | None, older_than: str | None, dry_run: bool, cache_dir: s
     never evicted.
 
     \b
-    ckptfetch cache gc --older-than 30d --dry-run
+    Examples:
+      ckptfetch cache gc --older-than 30d --dry-run
+      ckptfetch cache gc --max-size 50G
     """
     from ..describe import human_size
     from ..housekeeping import collect
