@@ -18,6 +18,7 @@ from typing import Any
 _lock = threading.Lock()
 faults: Counter[tuple[str, str]] = Counter()  # (kind, outcome) -> count
 counters: Counter[str] = Counter()  # free-form totals: kill points, archives refused, ...
+samples: dict[str, list[int]] = {}  # distributions: bytes a kill cost, ...
 
 
 def record(kind: str, outcome: str) -> None:
@@ -32,6 +33,12 @@ def count(name: str, n: int = 1) -> None:
         counters[name] += n
 
 
+def observe(name: str, values: list[int]) -> None:
+    """Add measured values to the named distribution (printed as min / median / max)."""
+    with _lock:
+        samples.setdefault(name, []).extend(values)
+
+
 def summary() -> dict[str, Any]:
     with _lock:
         kinds = sorted({k for k, _ in faults})
@@ -44,12 +51,13 @@ def summary() -> dict[str, Any]:
             "outcomes": dict(outcomes),
             "by_kind": {k: {o: n for (kk, o), n in sorted(faults.items()) if kk == k} for k in kinds},
             "counters": dict(sorted(counters.items())),
+            "samples": {k: sorted(v) for k, v in sorted(samples.items())},
         }
 
 
 def lines() -> list[str]:
     s = summary()
-    if not s["faults_tried"] and not s["counters"]:
+    if not s["faults_tried"] and not s["counters"] and not s["samples"]:
         return []
     out = [
         f"faults tried: {s['faults_tried']} across {s['kinds']} kinds; outcomes: "
@@ -59,6 +67,9 @@ def lines() -> list[str]:
         out.append(f"  {kind}: " + ", ".join(f"{o} {n}" for o, n in by.items()))
     for name, n in s["counters"].items():
         out.append(f"{name}: {n}")
+    for name, values in s["samples"].items():
+        out.append(f"{name}: n={len(values)}, min {values[0]}, median {values[len(values) // 2]}, max {values[-1]}; "
+                   f"all: {values}")
     return out
 
 

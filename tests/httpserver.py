@@ -420,6 +420,7 @@ class TestServer:
         self._faults: dict[str, deque[Fault]] = {}
         self._sent: dict[str, int] = {}
         self._conns: set[socket.socket] = set()
+        self.peak_connections = 0  # most connections open at once
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
@@ -548,16 +549,18 @@ class TestServer:
             return sum(n for p, n in self._sent.items() if self._matches(p, path))
 
     def clear_log(self) -> None:
-        """Forget logged requests and byte counters."""
+        """Forget logged requests, byte counters and the connection peak."""
         with self._lock:
             self.requests.clear()
             self._sent.clear()
+            self.peak_connections = len(self._conns)
 
     # -- internals used by the handler ----------------------------------------------
     def _track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
             if add:
                 self._conns.add(conn)
+                self.peak_connections = max(self.peak_connections, len(self._conns))
             else:
                 self._conns.discard(conn)
 

@@ -243,3 +243,71 @@ def test_leftovers_of_a_kill_during_a_sidecar_save_are_removed(target_present: b
     r = run_cli("get", str(m), "--dest", str(dest), "--no-progress")
     assert r.returncode == 0, r.stderr
     check_finished(dest, expected)
+
+
+
+RESEND_KILLS = 20
+RESEND_SIZE = 128 << 20  # a probe and 15 pieces of 8 MiB: every one of 16 connections has a piece
+
+
+def kept_in_pieces(sidecar: Path) -> int:
+    """Bytes a segmented partial keeps, by its sidecar (none before the sidecar was first saved)."""
+    try:
+        return sum(p[2] - p[0] for p in json.loads(sidecar.read_text())["pieces"])
+    except FileNotFoundError:
+        return 0
+
+
+def sent_twice(server: TestServer, path: str, sidecar: Path) -> int:
+    """Bytes the server sent for `path` that the partial does not keep: the next run asks for them again."""
+    return server.bytes_sent(path) - kept_in_pieces(sidecar)
+
+
+def test_sigkill_resends_at_most_4_mib_plus_5_percent(server: TestServer, tmp_path: Path) -> None:
+    """What a kill -9 costs: the bytes that arrived were written, and the sidecar knew about them.
+
+    A 128 MiB file over 16 connections is killed at random times of its
+    download, 20 times in all (runs resume one another's partial). After
+    each kill, the bytes the server sent that the partial does not keep are
+    what the next run asks for again: at most 4 MiB + 5 % of the file.
+    """
+    big = random.Random(1616).randbytes(RESEND_SIZE)
+    m = tmp_path / "big.yaml"
+    env = cli_env(CKPTFETCH_CONNECTIONS="16")
+    allowed = (4 << 20) + RESEND_SIZE // 20
+    rng = random.Random(1717)
+    resent: list[int] = []
+    dest, path, wasted = tmp_path / "none", "", 0
+    while len(resent) < RESEND_KILLS:
+        side = dest / "big.bin.ckptfetch-partial.json"
+        if not path or RESEND_SIZE - kept_in_pieces(side) < (48 << 20):  # too little left to land a kill in
+            dest, path, wasted = tmp_path / f"k{len(resent)}", f"/big{len(resent)}.bin", 0  # a fresh download
+            server.add(path, big)
+            m.write_text(json.dumps({"ckptfetch": 1, "name": "big", "files": {"big.bin": {
+                "url": server.url + path, "sha256": sha256(big)}}}))
+            side = dest / "big.bin.ckptfetch-partial.json"
+        server.rate = 1 << 20  # bytes/s per connection: 16 MiB/s over 16
+        before = server.bytes_sent(path)
+        proc = subprocess.Popen([sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(dest), "--no-progress"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while server.bytes_sent(path) == before:  # the download has begun
+            assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before its download began"
+            assert time.monotonic() < deadline, "the download did not begin"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.3, 1.5))  # all 16 connections are open after ~0.7 s
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        settle(server)
+        now = sent_twice(server, path, side)
+        resent.append(now - wasted)
+        wasted = now
+        faultstats.count("kill points (random times, SIGKILL)")
+    server.rate = None
+    r = run_cli("get", str(m), "--dest", str(dest), "--no-progress", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "big.bin").read_bytes() == big
+    assert server.bytes_sent(path) - wasted == RESEND_SIZE, "the last resume asked for more than it lacked"
+    faultstats.observe("kill -9 of a 128 MiB download over 16 connections, bytes sent twice (KiB)",
+                       [r // 1024 for r in resent])
+    assert max(resent) <= allowed, f"sent again after a kill (KiB): {[r // 1024 for r in resent]}"

@@ -31,6 +31,11 @@ ROWS: list[tuple[str, Step, int, Counters, Action, Counters]] = [
     ("lost, progress below best", Step(Outcome.LOST, progressed=True), 300, C(1, 1, 400), Action.BACKOFF,
      C(2, 1, 400)),
     ("lost, no progress flag", Step(Outcome.LOST), 500, C(1, 0, 400), Action.BACKOFF, C(2, 0, 400)),
+    # a connection under the minimum speed counts as a failure even though bytes arrived: a trickle
+    # must not hold a download for ever
+    ("trickle", Step(Outcome.SLOW, progressed=True), 500, C(0, 0, 400), Action.BACKOFF, C(1, 0, 400)),
+    ("trickle, past the limit", Step(Outcome.SLOW, progressed=True), 900, C(RETRIES, 0, 800), Action.GIVE_UP,
+     C(RETRIES + 1, 0, 800)),
     # a partial that cannot be continued restarts from byte 0, up to RETRIES + 2 times
     ("stale", Step(Outcome.STALE), 10, C(1, 0, 10), Action.RESTART, C(1, 1, 10)),
     ("stale, at the limit", Step(Outcome.STALE), 0, C(0, RETRIES + 1, 0), Action.RESTART, C(0, RETRIES + 2, 0)),

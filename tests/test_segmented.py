@@ -6,6 +6,7 @@ Piece sizes are shrunk so that a few MiB exercise the same paths as GiBs.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -175,3 +176,32 @@ def test_piece_giving_up_is_a_clear_error(server: TestServer, seg: Settings, tmp
     with pytest.raises(DownloadError, match="giving up"):
         get(server, tmp_path / "f.bin", seg, data)
     assert not (tmp_path / "f.bin").exists()
+
+
+def test_pieces_are_hashed_where_files_cannot_be_mapped(server: TestServer, seg: Settings, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hasher reads the written prefix from a map of the file, or with pread where maps fail (some FUSE mounts)."""
+    def no_maps(*args: object, **kwargs: object) -> None:
+        raise OSError(19, "No such device")
+
+    monkeypatch.setattr(segmented.mmap, "mmap", no_maps)
+    data = blob(SIZE, seed=5)
+    server.add("/f.bin", data)
+    server.rate = 4 << 20  # the hasher follows the prefix over many reads
+    assert get(server, tmp_path / "f.bin", seg, data) == {"md5": md5(data), "sha256": sha256(data)}
+    assert (tmp_path / "f.bin").read_bytes() == data
+
+
+def test_a_truncated_partial_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """Reading past the end of a map would kill the process (SIGBUS): the reader checks the size first."""
+    p = tmp_path / "part"
+    p.write_bytes(b"x" * (1 << 20))
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        reader = segmented.PrefixReader(fd)
+        h = hashing.MultiHasher(["md5"])
+        assert reader.feed(h, 0, 4096) and reader.maps
+        os.truncate(p, 4096)
+        assert not reader.feed(h, 4096, 1 << 20)
+    finally:
+        os.close(fd)

@@ -119,7 +119,7 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Files fetched at once (many small files gain most from many parallel requests).")
 @click.option("--connections", type=click.IntRange(1, 32), default=None,
-              help="Connections per large file when the server takes byte ranges [default: 8; CKPTFETCH_CONNECTIONS].")
+              help="Connections per large file when the server takes byte ranges [default: 16; CKPTFETCH_CONNECTIONS].")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @mirror_option
 @offline_option

@@ -34,10 +34,10 @@ from ..progress import NullReporter, Reporter
 from ..urls import redact
 from . import http, retry, stream
 from .flusher import Flusher
-from .http import MAX_HTML_HOPS, Candidate, Lost, Request, as_request
+from .http import HTML_SUFFIXES, MAX_HTML_HOPS, Candidate, Lost, Request, as_request, html_refusal
 from .partial import Partial
 from .resume import if_range_validator, is_retryable_status, parse_content_range
-from .segmented import PROBE, Hooks, Segmented, contiguous, plan_pieces
+from .segmented import PROBE, Hooks, Pieces, Segmented, contiguous, plan_pieces
 from .settings import Settings, make_session
 from .states import Action, Counters, Outcome, Step, decide
 
@@ -187,6 +187,10 @@ class _Job:
             source = Path(url2pathname(urlsplit(self.url).path))
             return stream.copy_file(source, self.partial.path, list(self.config.algos), self.settings,
                                     self.reporter, self.label)
+        with http.host_slot(self.url, self.settings):  # this connection, and the first of a segmented download
+            return self._attempt_http()
+
+    def _attempt_http(self) -> Step:
         offset, side = self.partial.resumable()
         if side is not None and side.pieces and side.total is not None:
             return self._segmented(side.total, side.validator, side.pieces, None, resumed=True)
@@ -235,7 +239,7 @@ class _Job:
                 http.ask_source(self.config.request.on_html, resp, self.label)
             lost = http.refused(resp, self.settings, self.label, self.shown)
             return Step(Outcome.LOST, lost.reason, lost.wait)
-        if http.is_html(resp) and self.config.target.suffix.lower() not in (".html", ".htm"):
+        if http.is_html(resp) and self.config.target.suffix.lower() not in HTML_SUFFIXES:
             return self._interstitial(resp)
         total = http.declared_total(resp, offset)
         probe_end = None
@@ -290,11 +294,7 @@ class _Job:
             self.url = urljoin(resp.url, http.ask_source(self.config.request.on_html, resp, self.label))
             self.html_hops += 1
             return Step(Outcome.CONTINUE, "followed an interstitial page")
-        raise DownloadError(
-            f"{self.label}: {self.shown} answered with an HTML page instead of the file "
-            "(often a login, quota or error page). Nothing was written to the target; "
-            "check that the URL still points at the file."
-        )
+        raise DownloadError(html_refusal(self.label, self.shown))
 
     # -- several connections ------------------------------------------------------
 
@@ -308,9 +308,8 @@ class _Job:
             flusher = Flusher(fd)
             self.reporter.start(self.label, total, sum(p[2] - p[0] for p in pieces))
             self.started = True
-            s = self.settings
-            seg = Segmented(fd, total, validator, pieces, list(self.config.algos), s.connections, s.retries,
-                            s.chunk_size, s.cancel, self._hooks(flusher, validator, total))
+            seg = Segmented(fd, validator, Pieces(total, pieces), list(self.config.algos), self.settings,
+                            self._hooks(flusher, validator, total))
             try:
                 step = seg.run(first)
             except DownloadError as exc:
@@ -324,10 +323,10 @@ class _Job:
             finally:
                 flusher.close()
             if step.outcome is Outcome.NO_RANGES:
-                keep = contiguous(seg.pieces)
+                keep = contiguous(seg.pieces.list)
                 os.ftruncate(fd, keep)
                 self.partial.save(validator, total)
-                self.reporter.rewind(self.label, sum(p[2] - p[0] for p in seg.pieces) - keep)
+                self.reporter.rewind(self.label, seg.pieces.done() - keep)
                 self.reporter.note(self.label, f"{step.reason}; continuing on one connection")
                 return step
             os.fsync(fd)
@@ -347,7 +346,7 @@ class _Job:
             save=lambda pieces: self.partial.save(validator, total, pieces),
             pause=lambda failures, wait: retry.pause(retry.delay(failures, wait, s), s),
             advance=advance,
-            slot=lambda: http.host_slot(self.url, s.per_host),
+            slot=lambda: http.host_slots(self.url, s.per_host),
         )
 
 
@@ -364,6 +363,21 @@ def _verified(step: Step, partial: Path, config: JobConfig, shown: str) -> Step:
         )
     elif (bad := first_mismatch(config.hashes, step.digests or {})) is not None:
         problem = HashMismatch(config.label, shown, *bad)
+    elif not config.hashes and config.target.suffix.lower() not in HTML_SUFFIXES and _starts_like_html(partial):
+        # Nothing pins these bytes, and a login, quota or error page is the usual wrong answer,
+        # whatever Content-Type it came with.
+        problem = DownloadError(html_refusal(config.label, shown))
     if problem is None:
         return step
     return replace(step, outcome=Outcome.MISMATCH, reason=str(problem), problem=problem)
+
+
+_HTML_STARTS = (b"<!doctype html", b"<html")
+
+
+def _starts_like_html(path: Path) -> bool:
+    """Whether a file's first bytes are an HTML page's (after a byte order mark and white space)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n\f").lower()
+    return head.startswith(_HTML_STARTS)

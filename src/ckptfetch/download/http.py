@@ -9,14 +9,17 @@ failure no retry can fix is a `DownloadError` with a plain explanation.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
-from ..errors import DownloadError
+from ..errors import DownloadError, Interrupted
 from ..urls import redact
 from . import retry
 from .resume import is_retryable_status, retry_after_seconds
@@ -79,7 +82,10 @@ def open_url(session: requests.Session, url: str, headers: Mapping[str, str], se
     """GET (streamed) or HEAD `url` with redirects followed by hand: no https→http, no credentials to another
     host. `timeout` replaces the settings' connect and read timeouts (a quick question, such as a size)."""
     headers = dict(headers)
-    timeouts = (settings.connect_timeout, settings.read_timeout) if timeout is None else (timeout, timeout)
+    read_timeout = settings.read_timeout
+    if settings.speed_limit:
+        read_timeout = min(read_timeout, settings.speed_time)  # nothing at all for that long is slower still
+    timeouts = (settings.connect_timeout, read_timeout) if timeout is None else (timeout, timeout)
     for _ in range(MAX_REDIRECTS + 1):
         try:
             resp = session.request(method, url, headers=headers, stream=method == "GET", timeout=timeouts,
@@ -147,6 +153,15 @@ def refused(resp: requests.Response, settings: Settings, label: str, shown: str)
     raise DownloadError(f"{label}: HTTP {status} for {shown}: {hint}.")
 
 
+HTML_SUFFIXES = (".html", ".htm")  # targets that may be HTML pages
+
+
+def html_refusal(label: str, shown: str) -> str:
+    return (f"{label}: {shown} answered with an HTML page instead of the file "
+            "(often a login, quota or error page). Nothing was written to the target; "
+            "check that the URL still points at the file.")
+
+
 def is_html(resp: requests.Response) -> bool:
     return resp.headers.get("Content-Type", "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
 
@@ -176,9 +191,52 @@ def declared_total(resp: requests.Response, offset: int) -> int | None:
     return int(length) + (offset if resp.status_code == 206 else 0)
 
 
-def chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
-    """The body of `resp` as it arrives, in chunks of up to `size` bytes."""
-    return resp.iter_content(size)
+class Body:
+    """The body of a response, each chunk as it arrives: what the socket has, up to `settings.chunk_size`.
+
+    Nothing waits in memory for a fixed amount to arrive, so what arrived is
+    written at once (a kill loses little). A connection slower than
+    `settings.speed_limit` bytes/s over `settings.speed_time` seconds (as
+    curl's `--speed-limit`/`--speed-time`) ends the iteration early, with
+    `too_slow` saying so; a connection that sends nothing at all for that long
+    times out (see `open_url`).
+    """
+
+    def __init__(self, resp: requests.Response, settings: Settings) -> None:
+        self.resp = resp
+        self.settings = settings
+        self.too_slow: str | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        raw, size = self.resp.raw, self.settings.chunk_size
+        decode = self.resp.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+        read1 = getattr(raw, "read1", None)
+        if read1 is None:  # urllib3 < 2: no read1; whole chunks as before
+            yield from self.resp.iter_content(size)
+            return
+        limit, window = self.settings.speed_limit, self.settings.speed_time
+        since, got = time.monotonic(), 0
+        try:
+            while data := read1(size, decode_content=decode):
+                yield data
+                if limit:
+                    got += len(data)
+                    now = time.monotonic()
+                    if now - since >= window:
+                        if got < limit * (now - since):
+                            self.too_slow = (f"the connection ran slower than {limit} bytes/s for {window:g} s "
+                                             f"({got} bytes in {now - since:.1f} s)")
+                            return
+                        since, got = now, 0
+        # What requests' iter_content raises for the same failures.
+        except urllib3.exceptions.ProtocolError as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from exc
+        except urllib3.exceptions.DecodeError as exc:
+            raise requests.exceptions.ContentDecodingError(exc) from exc
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.ConnectionError(exc) from exc
+        except urllib3.exceptions.SSLError as exc:
+            raise requests.exceptions.SSLError(exc) from exc
 
 
 def reason(exc: BaseException) -> str:
@@ -192,14 +250,32 @@ def reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-_HOST_SLOTS: dict[tuple[str, int], threading.Semaphore] = {}
+
+_HOST_SLOTS: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _HOST_SLOTS_LOCK = threading.Lock()
 
 
-def host_slot(url: str, cap: int) -> threading.Semaphore:
-    """The semaphore capping extra connections to the host of `url`."""
+def host_slots(url: str, cap: int) -> threading.BoundedSemaphore:
+    """The one semaphore capping connections to the host of `url` (`cap` at once), across a run.
+
+    Every connection takes a slot while it is open: the one request of a small
+    file, the probe of a big one, each piece of a segmented download.
+    """
     key = (urlsplit(url).netloc, cap)
     with _HOST_SLOTS_LOCK:
         if key not in _HOST_SLOTS:
             _HOST_SLOTS[key] = threading.BoundedSemaphore(max(1, cap))
         return _HOST_SLOTS[key]
+
+
+@contextlib.contextmanager
+def host_slot(url: str, settings: Settings) -> Iterator[None]:
+    """Hold one connection slot for the host of `url`; waiting for it stops on a cancel."""
+    slots = host_slots(url, settings.per_host)
+    while not slots.acquire(timeout=0.2):
+        if settings.cancel.is_set():
+            raise Interrupted()
+    try:
+        yield
+    finally:
+        slots.release()

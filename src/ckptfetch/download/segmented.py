@@ -4,8 +4,9 @@ The file is cut into ordered pieces; workers take the next unfinished piece,
 fetch it with `Range` + `If-Range` and `pwrite` it into one preallocated
 partial file. A hasher thread follows the contiguous written prefix with
 `pread`, so every byte is hashed once, in order, while the rest still
-downloads. Piece positions are saved in the sidecar, so a resume continues each
-piece where it stopped. A server that stops honouring ranges mid-way (or whose
+downloads. Piece positions are saved in the sidecar (every `SAVE_EVERY`
+seconds, and whenever `save_every_bytes` more have been written), so a resume
+continues each piece where it stopped and a kill costs little. A server that stops honouring ranges mid-way (or whose
 validator changed) ends it with NO_RANGES: the engine goes on with one stream
 from the contiguous prefix, where `If-Range` decides between resuming and
 restarting.
@@ -13,6 +14,8 @@ restarting.
 
 from __future__ import annotations
 
+import mmap
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,16 +29,19 @@ from ..hashing import MultiHasher
 from . import http
 from .http import Lost
 from .resume import parse_content_range
+from .settings import Settings
 from .states import Action, Counters, Outcome, Step, decide
 
 PROBE = 8 << 20  # the first request asks for this much; bigger files get pieces
 MIN_PIECE = 8 << 20
 MAX_PIECE = 64 << 20
 HASH_CHUNK = 4 << 20
-SAVE_EVERY = 0.1  # seconds between sidecar saves: what a kill -9 can cost at most
+SAVE_EVERY = 0.1  # seconds between sidecar saves at most
+SAVE_BYTES = 2 << 20  # bytes written between two sidecar saves at most (or 1/40 of a big file): what a kill costs
 START_CONNECTIONS = 2  # connections a segmented download starts with
 RAMP_STEP = 2  # connections added per SAVE_EVERY tick while the download is slow
 RAMP_BELOW = 400 << 20  # bytes/s; above it one md5 core, not the network, is the limit
+RAMP_LAG = 8 << 20  # hashing this far behind the written prefix: the CPU, not the network, is the limit
 
 
 def piece_size(total: int, connections: int) -> int:
@@ -58,6 +64,19 @@ def plan_pieces(total: int, connections: int, first_end: int = 0) -> list[list[i
     return pieces
 
 
+def save_every_bytes(total: int) -> int:
+    """Bytes written between sidecar saves: few for a small file, 2.5 % of a big one (saves cost CPU)."""
+    return max(SAVE_BYTES, total // 40)
+
+
+def contiguous(pieces: Sequence[Sequence[int]]) -> int:
+    """Length of the written prefix described by saved pieces."""
+    for _start, end, pos in pieces:
+        if pos < end:
+            return int(pos)
+    return int(pieces[-1][1]) if pieces else 0
+
+
 @dataclass(frozen=True)
 class Hooks:
     """What the segmented download needs from its job (the engine's `_Job`)."""
@@ -70,78 +89,143 @@ class Hooks:
     slot: Callable[[], threading.Semaphore]  # the per-host connection cap
 
 
-class Segmented:
-    """Runs the pieces of one file; `run()` returns the digests of the whole file."""
+class Pieces:
+    """The pieces of one file, shared by its workers: who fetches which, what is written, what is saved."""
 
-    def __init__(self, fd: int, total: int, validator: str | None, pieces: list[list[int]], algos: list[str],
-                 connections: int, retries: int, chunk_size: int, cancel: threading.Event, hooks: Hooks) -> None:
-        self.fd = fd
+    def __init__(self, total: int, pieces: list[list[int]]) -> None:
         self.total = total
-        self.validator = validator
-        self.pieces = pieces
-        self.algos = algos
-        self.connections = connections
-        self.retries = retries
-        self.chunk_size = chunk_size
-        self.cancel = cancel
-        self.hooks = hooks
+        self.list = pieces
         self.lock = threading.Condition()
         self.taken: set[int] = set()
-        self.abort = threading.Event()
-        self.ending: BaseException | Step | None = None  # why the workers stopped early
-        self.hashed = 0
-        self.hasher = MultiHasher(algos)
-
-    # -- shared state -------------------------------------------------------
+        self.unsaved = 0  # bytes written since the last sidecar save
+        self.save_due = threading.Event()  # wakes the coordinator: a save is due, or a worker ended
+        self._save_every = save_every_bytes(total)
 
     def prefix(self) -> int:
-        """End of the contiguous written prefix."""
-        for _start, end, pos in self.pieces:
+        """End of the contiguous written prefix (call with the lock held)."""
+        for _start, end, pos in self.list:
             if pos < end:
                 return pos
         return self.total
 
-    def _next(self) -> int | None:
+    def take(self) -> int | None:
+        """The first piece nobody fetches that still lacks bytes."""
         with self.lock:
-            for i, (_, end, pos) in enumerate(self.pieces):
+            for i, (_, end, pos) in enumerate(self.list):
                 if pos < end and i not in self.taken:
                     self.taken.add(i)
                     return i
         return None
 
+    def wrote(self, i: int, n: int) -> None:
+        """`n` more bytes of piece `i` are on disk."""
+        with self.lock:
+            self.list[i][2] += n
+            self.unsaved += n
+            if self.unsaved >= self._save_every:
+                self.save_due.set()
+            self.lock.notify_all()
+
+    def snapshot(self) -> list[list[int]]:
+        with self.lock:
+            self.unsaved = 0
+            return [list(p) for p in self.list]
+
+    def done(self) -> int:
+        """Bytes written so far across all pieces."""
+        with self.lock:
+            return sum(p[2] - p[0] for p in self.list)
+
+
+class PrefixReader:
+    """Reads the written prefix back for the hasher: through a read-only map of the file, else with pread.
+
+    Hashing straight from a map saves copying every byte into a buffer first
+    (about 10 % of the hashing thread's time, which bounds a fast download).
+    Each block is mapped and unmapped on its own, so the mapped pages never
+    pile up in the process's memory.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.maps = True  # until mapping fails once (a file system without maps)
+        self._buf = memoryview(bytearray(0))
+
+    def feed(self, hasher: MultiHasher, start: int, end: int) -> bool:
+        """Hash bytes [start, end) of the file; False when the file is shorter (someone truncated it)."""
+        if os.fstat(self.fd).st_size < end:  # a map read past the end would be a crash (SIGBUS), not an error
+            return False
+        if self.maps:
+            base = start - start % mmap.ALLOCATIONGRANULARITY
+            try:
+                block = mmap.mmap(self.fd, end - base, access=mmap.ACCESS_READ, offset=base)
+            except (OSError, ValueError, OverflowError):
+                self.maps = False
+            else:
+                with block, memoryview(block) as view, view[start - base:] as part:
+                    hasher.update(part)
+                return True
+        if len(self._buf) < HASH_CHUNK:
+            self._buf = memoryview(bytearray(HASH_CHUNK))
+        while start < end:
+            n = compat.pread_into(self.fd, self._buf[: min(HASH_CHUNK, end - start)], start)
+            if n <= 0:
+                return False
+            hasher.update(self._buf[:n])
+            start += n
+        return True
+
+
+class Segmented:
+    """Runs the pieces of one file; `run()` ends COMPLETE with the digests of the whole file, or NO_RANGES."""
+
+    def __init__(self, fd: int, validator: str | None, pieces: Pieces, algos: list[str], settings: Settings,
+                 hooks: Hooks) -> None:
+        self.fd = fd
+        self.total = pieces.total
+        self.validator = validator
+        self.pieces = pieces
+        self.settings = settings
+        self.hooks = hooks
+        self.abort = threading.Event()
+        self.ending: BaseException | Step | None = None  # why the workers stopped early
+        self.hashed = 0
+        self.hasher = MultiHasher(algos)
+        self.running = 0  # workers started and not yet ended
+
     def _end(self, why: BaseException | Step) -> None:
         """Stop every worker: an error, or a step that ends the segmented download (NO_RANGES)."""
-        with self.lock:
+        with self.pieces.lock:
             if self.ending is None or isinstance(why, Interrupted):
                 self.ending = why
             self.abort.set()
-            self.lock.notify_all()
+            self.pieces.lock.notify_all()
+        self.pieces.save_due.set()
 
     # -- the hasher follows the prefix ------------------------------------------
 
     def _hash_loop(self) -> None:
-        buf = bytearray(HASH_CHUNK)
-        view = memoryview(buf)
+        lock = self.pieces.lock
+        reader = PrefixReader(self.fd)
         while True:
-            with self.lock:
-                while self.prefix() <= self.hashed and not self.abort.is_set() and self.hashed < self.total:
-                    self.lock.wait(0.5)
+            with lock:
+                while self.pieces.prefix() <= self.hashed and not self.abort.is_set() and self.hashed < self.total:
+                    lock.wait(0.5)
                 if self.abort.is_set() or self.hashed >= self.total:
                     return
-                limit = self.prefix()
+                limit = self.pieces.prefix()
             while self.hashed < limit:
-                n = compat.pread_into(self.fd, view[: min(HASH_CHUNK, limit - self.hashed)], self.hashed)
-                if n <= 0:
+                end = min(limit, self.hashed + HASH_CHUNK)
+                if not reader.feed(self.hasher, self.hashed, end):
                     self._end(DownloadError("the partial file shrank while downloading"))
                     return
-                self.hasher.update(view[:n])
-                self.hashed += n
+                self.hashed = end
 
     # -- workers --------------------------------------------------------------------
 
     def _worker(self, first: requests.Response | None, capped: bool) -> None:
-        """Fetch pieces in order. The first worker always runs; the others
-        take a slot of the per-host cap for each piece."""
+        """Fetch pieces in order. The first worker runs on its job's connection slot; the
+        others take a slot of the per-host cap for each piece."""
         slot = self.hooks.slot() if capped else None
         try:
             if first is not None:
@@ -157,7 +241,7 @@ class Segmented:
                         if self.abort.is_set():
                             return
                 try:
-                    i = self._next()
+                    i = self.pieces.take()
                     if i is None:
                         return
                     self._piece(i)
@@ -166,29 +250,31 @@ class Segmented:
                         slot.release()
         except BaseException as exc:  # noqa: BLE001 - handed to the coordinator
             self._end(exc)
+        finally:
+            with self.pieces.lock:
+                self.running -= 1
+            self.pieces.save_due.set()  # the coordinator notices at once
 
     def _piece(self, i: int) -> None:
         """Fetch what piece `i` lacks, retrying on new connections as the backoff policy says."""
-        counters = Counters(best=self.pieces[i][2])
-        while not self.abort.is_set():
-            start, end, pos = self.pieces[i]
-            if pos >= end:
-                return
+        piece = self.pieces.list[i]
+        counters = Counters(best=piece[2])
+        while not self.abort.is_set() and piece[2] < piece[1]:
             step = self._attempt(i)
             if step.outcome is Outcome.NO_RANGES:
                 self._end(step)
                 return
             if step.outcome is Outcome.COMPLETE or self.abort.is_set():
                 return
-            action, counters = decide(step, self.pieces[i][2], counters, self.retries)
+            action, counters = decide(step, piece[2], counters, self.settings.retries)
             if action is Action.GIVE_UP:
-                raise DownloadError(f"giving up on bytes {self.pieces[i][2]}-{end - 1} after {counters.failures} "
+                raise DownloadError(f"giving up on bytes {piece[2]}-{piece[1] - 1} after {counters.failures} "
                                     f"failed attempts: {step.reason}")
             self.hooks.pause(counters.failures, step.wait)
 
     def _attempt(self, i: int) -> Step:
         """One request for the rest of piece `i`."""
-        _start, end, pos = self.pieces[i]
+        _start, end, pos = self.pieces.list[i]
         headers = {"Range": f"bytes={pos}-{end - 1}"}
         if self.validator:
             headers["If-Range"] = self.validator
@@ -207,12 +293,13 @@ class Segmented:
             return self._stream(i, resp)
 
     def _stream(self, i: int, resp: requests.Response) -> Step:
-        """Write the body of `resp` into piece `i` at its position."""
-        piece = self.pieces[i]
+        """Write the body of `resp` into piece `i` at its position, each chunk as it arrives."""
+        piece = self.pieces.list[i]
         before = piece[2]
+        body = http.Body(resp, self.settings)
         try:
-            for chunk in http.chunks(resp, self.chunk_size):
-                if self.cancel.is_set():
+            for chunk in body:
+                if self.settings.cancel.is_set():
                     raise Interrupted()
                 if self.abort.is_set():
                     return Step(Outcome.LOST, "stopped")
@@ -225,12 +312,12 @@ class Segmented:
                     if not written:
                         raise OSError(28, "No space left on device")
                     view, at = view[written:], at + written
-                with self.lock:
-                    piece[2] += n
-                    self.lock.notify_all()
+                self.pieces.wrote(i, n)
                 self.hooks.advance(n)
         except http.CONNECTION_ERRORS as exc:
             return Step(Outcome.LOST, f"connection lost ({type(exc).__name__})", progressed=piece[2] > before)
+        if body.too_slow:
+            return Step(Outcome.SLOW, body.too_slow, progressed=piece[2] > before)
         if piece[2] < piece[1]:
             return Step(Outcome.LOST, "connection closed early", progressed=piece[2] > before)
         return Step(Outcome.COMPLETE)
@@ -240,8 +327,9 @@ class Segmented:
     def run(self, first: requests.Response | None) -> Step:
         """Fetch every piece: COMPLETE with the digests, or NO_RANGES; raises Interrupted or DownloadError."""
         if first is not None:
-            self.taken.add(0)
-        n_workers = min(self.connections, max(1, sum(1 for p in self.pieces if p[2] < p[1])))
+            self.pieces.taken.add(0)
+        lacking = sum(1 for p in self.pieces.list if p[2] < p[1])
+        n_workers = min(self.settings.connections, max(1, lacking))
         hasher = threading.Thread(target=self._hash_loop, name="hash-prefix", daemon=True)
         hasher.start()
         workers: list[threading.Thread] = []
@@ -252,72 +340,75 @@ class Segmented:
                 w = threading.Thread(target=self._worker, args=(first if k == 0 else None, k > 0), name=f"piece-{k}",
                                      daemon=True)
                 workers.append(w)
+                with self.pieces.lock:
+                    self.running += 1
                 w.start()
 
-        # Start with a few connections and add more only while the download is slower than
-        # RAMP_BELOW: past that, hashing (one core) is the bottleneck and more connections only
-        # cost CPU. A per-connection limit (20 MB/s) gets all of them within a few ticks.
         add_workers(START_CONNECTIONS)
-        last_save = last_tick = time.monotonic()
-        last_done = self._done()
         try:
-            while alive := [w for w in workers if w.is_alive()]:
-                alive[0].join(SAVE_EVERY)
-                if self.cancel.is_set():
-                    self.abort.set()
-                now = time.monotonic()
-                if len(workers) < n_workers and now - last_tick >= SAVE_EVERY:
-                    done = self._done()
-                    if (done - last_done) / (now - last_tick) < RAMP_BELOW and not self.abort.is_set():
-                        add_workers(RAMP_STEP)
-                    last_tick, last_done = now, done
-                if now - last_save > SAVE_EVERY:
-                    self._save()
-                    last_save = time.monotonic()
+            self._coordinate(workers, n_workers, add_workers)
         except KeyboardInterrupt:
-            self.cancel.set()
+            self.settings.cancel.set()
             self.abort.set()
             for w in workers:
                 w.join()
             raise
         finally:
-            with self.lock:
+            with self.pieces.lock:
                 # Leaving early (an error, a cancel, or an exception right here): stop every
                 # worker before the caller closes the file they write to.
-                if self.ending is not None or self.cancel.is_set() or any(w.is_alive() for w in workers):
+                if self.ending is not None or self.settings.cancel.is_set() or any(w.is_alive() for w in workers):
                     self.abort.set()
-                self.lock.notify_all()
+                self.pieces.lock.notify_all()
             for w in workers:
                 w.join()
             hasher.join()
             self._save()
-        if self.cancel.is_set() and not isinstance(self.ending, CkptfetchError):
+        return self._result()
+
+    def _coordinate(self, workers: list[threading.Thread], n_workers: int, add_workers: Callable[[int], None]) -> None:
+        """Save progress and add connections until every worker ended.
+
+        Start with a few connections and add more only while the download is slower than
+        RAMP_BELOW and hashing keeps up: past that, or on a busy machine, the CPU is the
+        bottleneck and more connections only cost CPU. A per-connection limit (20 MB/s) gets
+        all of them within a few ticks.
+        """
+        last_save = last_tick = time.monotonic()
+        last_done = self.pieces.done()
+        while self.running:
+            self.pieces.save_due.wait(SAVE_EVERY)
+            self.pieces.save_due.clear()
+            if self.settings.cancel.is_set():
+                self.abort.set()
+            now = time.monotonic()
+            if len(workers) < n_workers and now - last_tick >= SAVE_EVERY:
+                done = self.pieces.done()
+                slow = (done - last_done) / (now - last_tick) < RAMP_BELOW
+                if slow and self._hashing_keeps_up() and not self.abort.is_set():
+                    add_workers(RAMP_STEP)
+                last_tick, last_done = now, done
+            if now - last_save >= SAVE_EVERY or self.pieces.unsaved >= save_every_bytes(self.total):
+                self._save()
+                last_save = time.monotonic()
+
+    def _hashing_keeps_up(self) -> bool:
+        with self.pieces.lock:
+            return self.pieces.prefix() - self.hashed <= RAMP_LAG
+
+    def _result(self) -> Step:
+        if self.settings.cancel.is_set() and not isinstance(self.ending, CkptfetchError):
             raise Interrupted()
         if isinstance(self.ending, BaseException):
             raise self.ending
         if self.ending is not None:
             return self.ending
-        if self.prefix() != self.total or self.hashed != self.total:
+        if self.pieces.prefix() != self.total or self.hashed != self.total:
             raise DownloadError("segmented download ended incomplete")
         return Step(Outcome.COMPLETE, digests=self.hasher.hexdigests())
 
-    def _done(self) -> int:
-        """Bytes written so far across all pieces."""
-        with self.lock:
-            return sum(p[2] - p[0] for p in self.pieces)
-
     def _save(self) -> None:
-        with self.lock:
-            snapshot = [list(p) for p in self.pieces]
         try:
-            self.hooks.save(snapshot)
+            self.hooks.save(self.pieces.snapshot())
         except OSError:
             pass  # a full or failing disk: the last saved progress stands; a resume then fetches a bit more
-
-
-def contiguous(pieces: Sequence[Sequence[int]]) -> int:
-    """Length of the written prefix described by saved pieces."""
-    for _start, end, pos in pieces:
-        if pos < end:
-            return int(pos)
-    return int(pieces[-1][1]) if pieces else 0

@@ -12,6 +12,7 @@ action out. Real errors (a 404, a full disk, a cancel) stay exceptions.
 | STALE | RESTART, or GIVE_UP after `retries + 2` restarts | restarts + 1 |
 | MISMATCH | RESTART once if the bytes were partly from an earlier run, else GIVE_UP | restarts + 1 |
 | LOST | BACKOFF, or GIVE_UP after `retries` failures in a row without progress | failures + 1, or 0 on progress |
+| SLOW | as LOST, but a trickle is never progress | failures + 1 |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..errors import DownloadError
 class Outcome(Enum):
     COMPLETE = "complete"  # every byte arrived and was hashed
     LOST = "lost"  # transient: a connection lost or refused, a retryable status, a body cut short
+    SLOW = "slow"  # the connection ran under the minimum speed and was dropped: a failure, whatever arrived
     STALE = "stale"  # the partial cannot be continued (another version, a bad range): start from byte 0
     CONTINUE = "continue"  # go on at once with the partial (an interstitial page named the next URL)
     NO_RANGES = "no-ranges"  # ranges stopped working: go on at once, on one connection, from the contiguous prefix
@@ -83,7 +85,7 @@ def decide(step: Step, held: int, counters: Counters, retries: int) -> tuple[Act
             # The prefix came from an earlier attempt: it may be the culprit.
             return Action.RESTART, replace(counters, restarts=1)
         return Action.GIVE_UP, counters
-    if step.progressed and held > counters.best:
+    if step.progressed and held > counters.best and outcome is not Outcome.SLOW:
         counters = replace(counters, best=held, failures=0)
     else:
         counters = replace(counters, failures=counters.failures + 1)

@@ -40,8 +40,9 @@ def receive(resp: requests.Response, path: Path, offset: int, total: int | None,
 
     `total` is the file's size as the server declared it, `size` as the
     manifest pins it. Ends COMPLETE, LOST (the connection broke or closed
-    early) or STALE (more bytes than the server declared); raises for more
-    bytes than pinned, a cancel, or a failed write (OSError).
+    early), SLOW (under the minimum speed) or STALE (more bytes than the
+    server declared); raises for more bytes than pinned, a cancel, or a failed
+    write (OSError).
     """
     received = 0
     cancel = settings.cancel
@@ -50,8 +51,9 @@ def receive(resp: requests.Response, path: Path, offset: int, total: int | None,
         f.seek(offset)
         f.truncate()
         flusher = Flusher(f.fileno())
+        body = http.Body(resp, settings)
         try:
-            for chunk in http.chunks(resp, settings.chunk_size):
+            for chunk in body:
                 if cancel.is_set():
                     raise Interrupted()
                 write_all(f, chunk)
@@ -74,6 +76,8 @@ def receive(resp: requests.Response, path: Path, offset: int, total: int | None,
                         progressed=received > 0)
         finally:
             flusher.close()
+        if body.too_slow:
+            return Step(Outcome.SLOW, body.too_slow, progressed=received > 0)
         os.fsync(f.fileno())
     if total is not None and offset + received < total:
         return Step(Outcome.LOST, f"connection closed early at {offset + received} of {total} bytes",
