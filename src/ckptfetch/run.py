@@ -8,7 +8,6 @@ because another process may have fetched it meanwhile.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import os
 import threading
@@ -24,6 +23,7 @@ from .download.partial import drop_leftovers, fsync_dir, leftovers
 from .errors import CkptfetchError, Interrupted, UnsafeArchive, UsageError
 from .extract import Wanted, WantedFolder, extract
 from .folders import archive_id, file_entry, inside
+from .hashedmirror import with_mirror_lock
 from .layout import blob_target, link_snapshot
 from .manifest import Archive, FileEntry, Integrity
 from .planning import plan
@@ -36,7 +36,8 @@ from .sources.huggingface import at_commit
 from .sourcing import Fetcher
 from .state import VerifiedCache
 from .status import Action, Check, Layout, Outcome
-from .urls import Mirror, env_mirrors, env_offline, redact
+from .threads import run_all
+from .urls import Mirror, env_hashed_mirrors, env_mirrors, env_offline, redact
 
 
 @dataclass
@@ -157,7 +158,7 @@ def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
             have = None if e.folder else run.recheck(e)
             if have is not None:
                 run.present(e, have, located(e, dest))
-            else:
+            elif not _from_hashed_mirror(run, e):
                 todo.append(e)
         if not todo:
             return
@@ -200,6 +201,15 @@ def _folder_outcomes(run: Run, archive: Archive, e: FileEntry,
             run.fetched(child, located(child, run.dest) or child.path, res, {"from": tag})
         else:
             run.failed(child, res)
+
+
+def _from_hashed_mirror(run: Run, e: FileEntry) -> bool:
+    """A member whose sha256 is known, fetched from a hashed mirror instead of out of its archive."""
+    rel = None if e.folder else located(e, run.dest)
+    digests = run.fetcher.from_hashed_mirror(run.dest / rel, e.integrity, e.path) if rel else None
+    if digests is not None and rel is not None:
+        run.fetched(e, rel, digests, {"source": "hashed-mirror"})
+    return digests is not None
 
 
 def _in_place(run: Run, f: FileEntry) -> bool:
@@ -269,27 +279,6 @@ def prune_empty_dirs(dest: Path, rel: str) -> None:
         parent = parent.parent
 
 
-def run_all(tasks: list[Callable[[], None]], jobs: int, cancel: threading.Event) -> None:
-    """Run tasks on a pool; Ctrl-C sets `cancel`, waits for workers, raises Interrupted."""
-    if not tasks:
-        return
-    pool = cf.ThreadPoolExecutor(max_workers=min(jobs, len(tasks)), thread_name_prefix="ckptfetch")
-    futures = [pool.submit(t) for t in tasks]
-    try:
-        pending = set(futures)
-        while pending:
-            _, pending = cf.wait(pending, timeout=0.2)
-    except KeyboardInterrupt:
-        cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise Interrupted() from None
-    pool.shutdown(wait=True)
-    for f in futures:
-        exc = f.exception()
-        if exc is not None:
-            raise exc
-
-
 def _settle_unfetched(run: Run) -> None:
     """Outcomes of the files the plan does not fetch: present (leftovers of a killed run cleaned), manual, failed."""
     p = run.plan
@@ -356,6 +345,7 @@ def fetch(
     algorithms: Sequence[str] = (),
     offline: bool | None = None,
     raise_on_error: bool = False,
+    hashed_mirrors: Sequence[str] | None = None,
 ) -> FetchResult:
     """Fetch, extract and verify the selected files of `manifest` into `dest`.
 
@@ -369,19 +359,20 @@ def fetch(
     `FetchResult`; raises `ManifestError` / `UsageError` for bad input and
     `Interrupted` when `settings.cancel` is set (partial files are kept for
     the next run). With `raise_on_error`, a file that failed raises too
-    (`FetchResult.raise_for_status`).
+    (`FetchResult.raise_for_status`). `hashed_mirrors` (default:
+    CKPTFETCH_HASHED_MIRRORS) are tried first for files whose sha256 is known.
     """
     settings = settings or Settings.from_env()
     offline = env_offline() if offline is None else offline
-    p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), exclude=tuple(exclude), force=force,
-             layout=layout,
-             settings=settings, offline=offline)
+    hashed = env_hashed_mirrors() if hashed_mirrors is None else list(hashed_mirrors)
+    p = plan(with_mirror_lock(manifest, hashed, settings), dest, variants=tuple(variants), only=tuple(only),
+             exclude=tuple(exclude), force=force, layout=layout, settings=settings, offline=offline)
     jobs = max(1, jobs)
     if connections is not None:
         settings.connections = max(1, connections)
     session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))
     fetcher = Fetcher(p.dest, list(env_mirrors() if mirrors is None else mirrors), settings, session,
-                      reporter or NullReporter(), tuple(algorithms), offline)
+                      reporter or NullReporter(), tuple(algorithms), offline, hashed=hashed)
     try:
         if on_plan is not None:  # the plan is shown: say what it costs
             _learn_sizes(p, fetcher)
@@ -478,4 +469,4 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
     return result
 
 
-__all__ = ["Run", "fetch", "prune_empty_dirs", "run_all"]
+__all__ = ["Run", "fetch", "prune_empty_dirs"]

@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode
 from ..status import LAYOUTS
-from .common import consoles, emit_json, mirror_option, offline_option
+from .common import consoles, emit_json, hashed_mirror_option, mirror_option, offline_option
 from .completion import manifest_names, target_paths, variant_names
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
               help="Connections per large file when the server takes byte ranges [default: 8; CKPTFETCH_CONNECTIONS].")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @mirror_option
+@hashed_mirror_option
 @offline_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only (no plan, no bars, no summary).")
@@ -120,8 +121,8 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
                    "$TORCH_HOME/hub (else ~/.cache/torch/hub).")
 def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], exclude: tuple[str, ...],
         dest: str | None,
-        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], offline: bool, no_progress: bool,
-        quiet: bool, as_json: bool, force: bool, layout: str | None) -> None:
+        jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], hashed_mirrors: tuple[str, ...],
+        offline: bool, no_progress: bool, quiet: bool, as_json: bool, force: bool, layout: str | None) -> None:
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
 
     Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
@@ -136,7 +137,7 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
       ckptfetch get manifests/mine.yaml --dest /data/models --only sam_ckpts --quiet
     """
     from ..api import fetch
-    from ..urls import env_mirrors, parse_mirrors
+    from ..urls import env_mirrors, parse_hashed, parse_mirrors
 
     chosen = list(dict.fromkeys((["minimal"] if minimal else []) + list(variants)))
     mirror_list = parse_mirrors(mirrors) + env_mirrors()
@@ -166,7 +167,7 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
 
     try:
         result = fetch(manifest, dest, variants=chosen, only=only, exclude=exclude, jobs=jobs, connections=connections, force=force,
-                       mirrors=mirror_list, layout=layout,
+                       mirrors=mirror_list, layout=layout, hashed_mirrors=parse_hashed(hashed_mirrors) or None,
                        dry_run=dry_run, reporter=reporter, on_plan=on_plan, offline=True if offline else None)
     finally:
         if reporter is not None and getattr(reporter, "close", None):
