@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +36,9 @@ from .progress import NullReporter
 from .sources import Context, resolve
 from .sources import huggingface as hf
 from .urls import redact
+
+_FOUND: dict[str, Lock] = {}  # mirrors' locks this process read, by URL
+_FOUND_LOCK = threading.Lock()
 
 
 def lock_url(root: str, name: str) -> str:
@@ -71,8 +75,15 @@ def with_mirror_lock(manifest: ManifestRef, roots: Sequence[str], settings: Sett
 
 def read_lock(root: str, name: str, session: requests.Session, settings: Settings) -> Lock | None:
     """The lock of manifest `name` on hashed mirror `root`, read through the sources and the engine; None when
-    the mirror has none (or cannot be reached: its files are then not served either, and each says why)."""
+    the mirror has none (or cannot be reached: its files are then not served either, and each says why).
+
+    A lock found is kept for the life of the process: `ckptfetch.path()` called for each of many files (by
+    each of a job's ranks) reads it once, not once a file.
+    """
     url = lock_url(root, name)
+    with _FOUND_LOCK:
+        if url in _FOUND:
+            return _FOUND[url]
     quick = dataclasses.replace(settings, retries=min(settings.retries, 1))  # a missing lock is the common case
     with tempfile.TemporaryDirectory(prefix="ckptfetch-mirror-lock-") as tmp:
         path = Path(tmp) / f"{name}.lock.yaml"
@@ -87,7 +98,11 @@ def read_lock(root: str, name: str, session: requests.Session, settings: Setting
         except ManifestError as exc:
             text = str(exc).replace(str(path), redact(url))
             raise ManifestError(f"{text} (the hashed mirror's lock; push the manifest to it again)") from None
-    return lock if lock.manifest == name else None
+    if lock.manifest != name:
+        return None
+    with _FOUND_LOCK:
+        _FOUND[url] = lock
+    return lock
 
 
 def overlay(m: Manifest, lock: Lock) -> Manifest:

@@ -86,10 +86,11 @@ def _print(result: object) -> None:
     for f in result.files:
         if f.status == Pushed.FAILED:
             err.print(f"[red]error:[/red] {escape(f.error or f.path)}", highlight=False)
-    up = [f for f in result.files if f.status == Pushed.UPLOADED]
-    there = sum(1 for f in result.files if f.status == Pushed.PRESENT)
-    sent = human_size(sum(f.size for f in {f.sha256: f for f in up}.values()))
-    out.print(f"{len(up)} uploaded ({sent}), {there} already there, to {result.target}", markup=False, highlight=False)
+    # Counted in objects: identical files are one object.
+    up = {f.sha256: f.size for f in result.files if f.status == Pushed.UPLOADED}
+    there = {f.sha256 for f in result.files if f.status == Pushed.PRESENT}
+    out.print(f"{len(up)} uploaded ({human_size(sum(up.values()))}), {len(there)} already there, to {result.target} "
+              f"({len(result.files)} files)", markup=False, highlight=False)
     for name, written in result.locks.items():
         what = "wrote" if written else "unchanged:"
         out.print(f"{what} {result.target}/manifests/{name}.lock.yaml", markup=False, highlight=False)
