@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import requests
@@ -33,8 +33,10 @@ from .folders import file_entry, inside, source_folder
 from .lock import Lock, Pin, find_lock, load_lock
 from .manifest import FileEntry, Integrity, Manifest
 from .progress import NullReporter
+from .results import Plan
 from .sources import Context, resolve
 from .sources import huggingface as hf
+from .status import Action
 from .urls import redact
 
 _FOUND: dict[str, Lock] = {}  # mirrors' locks this process read, by URL
@@ -55,13 +57,29 @@ def needs_pins(m: Manifest) -> bool:
     return False
 
 
-def with_mirror_lock(manifest: ManifestRef, roots: Sequence[str], settings: Settings) -> ManifestRef:
-    """`manifest` with the pins of the first hashed mirror's lock for it, when it needs them and has no lock."""
+def planned(manifest: ManifestRef, roots: Sequence[str], settings: Settings,
+            make: Callable[[ManifestRef, bool], Plan]) -> Plan:
+    """The run's plan (`make(manifest, local_only)`), with the pins of the first hashed mirror's lock for the manifest
+    when it needs them and has no lock of its own.
+
+    The mirror is asked only when some file must be fetched: a job's ranks that find every file in place (checked
+    against the manifest's own pins) ask it nothing. A manifest with Hub folders asks it first, so the folders are
+    listed from its lock rather than through a Hub that may not be reachable.
+    """
     if not roots:
-        return manifest
+        return make(manifest, False)
     m = load(manifest)
     if not needs_pins(m) or find_lock(m) is not None:
-        return m
+        return make(m, False)
+    if not any(e.folder and not e.archive for e in m.files.values()):
+        p = make(m, True)
+        if all(i.action == Action.PRESENT for i in p.items):
+            return p
+    return make(with_mirror_lock(m, roots, settings), False)
+
+
+def with_mirror_lock(m: Manifest, roots: Sequence[str], settings: Settings) -> Manifest:
+    """`m` with the pins of the first hashed mirror's lock for it (`m` itself when none has one)."""
     session = make_session()
     try:
         for root in roots:
@@ -145,4 +163,4 @@ def _pinned(e: FileEntry, pin: Pin) -> FileEntry:
                                commit=commit)
 
 
-__all__ = ["lock_url", "needs_pins", "overlay", "read_lock", "with_mirror_lock"]
+__all__ = ["lock_url", "needs_pins", "overlay", "planned", "read_lock", "with_mirror_lock"]

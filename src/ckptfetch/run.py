@@ -23,7 +23,7 @@ from .download.partial import drop_leftovers, fsync_dir, leftovers
 from .errors import CkptfetchError, Interrupted, UnsafeArchive, UsageError
 from .extract import Wanted, WantedFolder, extract
 from .folders import archive_id, file_entry, inside
-from .hashedmirror import with_mirror_lock
+from .hashedmirror import planned
 from .layout import blob_target, link_snapshot
 from .manifest import Archive, FileEntry, Integrity
 from .planning import plan
@@ -365,8 +365,9 @@ def fetch(
     settings = settings or Settings.from_env()
     offline = env_offline() if offline is None else offline
     hashed = env_hashed_mirrors() if hashed_mirrors is None else list(hashed_mirrors)
-    p = plan(with_mirror_lock(manifest, hashed, settings), dest, variants=tuple(variants), only=tuple(only),
-             exclude=tuple(exclude), force=force, layout=layout, settings=settings, offline=offline)
+    p = planned(manifest, hashed, settings, lambda m, local: plan(
+        m, dest, variants=tuple(variants), only=tuple(only), exclude=tuple(exclude), force=force, layout=layout,
+        settings=settings, offline=offline or local))
     jobs = max(1, jobs)
     if connections is not None:
         settings.connections = max(1, connections)
