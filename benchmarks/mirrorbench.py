@@ -9,10 +9,12 @@ benchmarks/s3bench.py (whose helpers it uses) it installs awscli into its own ve
 starts SeaweedFS (tests/s3server.py) on free 127.0.0.1 ports with its data under benchmarks/work/seaweedfs, and
 removes the store's data when it ends.
 
-push: a folder a `get` installed the 1 GiB file into (its hashes in the verified-state cache, as right after a
-`get`) is pushed with `ckptfetch mirror push DIR s3://bench/ck`; `aws s3 cp FILE s3://bench/aws/big.bin` sends the
-same file. Before each run (untimed) the object it wrote last time is deleted, so every run uploads the whole file.
-Both are multipart uploads of 8 MiB parts, 10 at once. Alternating A B A B, medians.
+push: a folder a `get` installed the 1 GiB file into is pushed with `ckptfetch mirror push DIR s3://bench/ck`;
+`aws s3 cp FILE s3://bench/aws/big.bin` sends the same file. Before each run (untimed) the object it wrote last
+time is deleted, so every run uploads the whole file. Both are multipart uploads of 8 MiB parts, 10 at once. A
+third contender is the same push with the folder's verified-state cache removed first, so the file is hashed
+(md5 and sha256, one read) before it is sent: the cost of a first push of a folder whose sha256 nobody computed.
+Alternating A B C A B C, medians.
 
 ranks: 8 files are pushed to s3://bench/ranks; a manifest that names them by https URLs that cannot be reached
 (HTTPS_PROXY points at a closed port) and pins only md5s is fetched with CKPTFETCH_HASHED_MIRRORS set (so the pins
@@ -167,7 +169,12 @@ class Bench:
             client.delete_object(Bucket=BUCKET, Key="aws/big.bin")
             return self.run([aws, "s3", "cp", "--quiet", str(dest / "big.bin"), f"s3://{BUCKET}/aws/big.bin"])
 
-        contenders: dict[str, Callable[[], Run]] = {"ckptfetch mirror push": ck, "aws s3 cp": cp}
+        def cold() -> Run:
+            (dest / ".ckptfetch" / "state.sqlite").unlink(missing_ok=True)  # every digest computed again first
+            return ck()
+
+        contenders: dict[str, Callable[[], Run]] = {"ckptfetch mirror push": ck, "aws s3 cp": cp,
+                                                    "ckptfetch mirror push, digests not cached": cold}
         print(f"\n== push {size // MiB} MiB to SeaweedFS", flush=True)
         both = alternate(contenders, repeats, self.store.proc.pid)  # type: ignore[attr-defined]
         wall = {k: median([r.wall for r, _ in v]) for k, v in both.items()}
@@ -181,6 +188,10 @@ class Bench:
                  f"aws s3 cp {fmt_s(b)} (CPU {cpu['aws s3 cp']:.2f} + store {srv['aws s3 cp']:.2f} s, "
                  f"{fmt_mb(rss['aws s3 cp'])})",
                  f"{a / b:.2f}x its time (target <= 1.2x: {'met' if a / b <= 1.2 else 'NOT met'})"]]
+        c = wall["ckptfetch mirror push, digests not cached"]
+        rows.append(["the same, the folder's digests not cached (md5 and sha256 computed first)",
+                     f"{fmt_s(c)} (CPU {cpu['ckptfetch mirror push, digests not cached']:.2f} s)",
+                     f"aws s3 cp {fmt_s(b)}", f"{c / b:.2f}x its time"])
         return rows, {k: [{**r.__dict__, "server_cpu": s} for r, s in v] for k, v in both.items()}
 
     def ranks(self, repeats: int) -> tuple[list[list[str]], dict[str, object]]:

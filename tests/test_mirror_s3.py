@@ -154,6 +154,23 @@ def test_a_wrong_object_on_the_s3_mirror_is_refused_and_the_next_source_used(
     assert server.hits("/same.bin") == 1 and server.hits("/declared.bin") == 1
 
 
+@pytest.mark.parametrize(("change", "words"), [
+    ({"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, ("SignatureDoesNotMatch", "AWS_SECRET_ACCESS_KEY")),
+    ({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, ("no AWS credentials",)),
+])
+def test_a_push_refused_by_the_store_is_one_sentence(change: dict[str, str], words: tuple[str, ...],
+                                                     seaweed: SeaweedS3, tmp_path: Path) -> None:
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"payload")
+    m = manifest(tmp_path / "refused.yaml", {"a.bin": {"url": src.as_uri(), "md5": md5(b"payload")}})
+    env = {k: v for k, v in s3_env(seaweed, tmp_path, **change).items() if v}  # "" means unset
+    r = run_cli("mirror", "push", str(m), f"s3://{BUCKET}/refused", "--dest", str(tmp_path / "models"), env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, (r.stdout, r.stderr)
+    for word in (f"s3://{BUCKET}/refused/sha256/{sha256(b'payload')}", *words):
+        assert word in r.stderr, r.stderr
+    assert_no_secret(r.stdout, r.stderr)
+
+
 RANKS = 64
 
 

@@ -162,6 +162,10 @@ def from_dir(dest: Path) -> tuple[list[_Item], list[str]]:
                 key, pins = entry
                 at = pins.get("at") or key
                 hashes = {k: v for k, v in pins.items() if k in ALGORITHMS}
+                # Every digest in one read (the cache keeps the set it is given): the pins' and the sha256.
+                here = _size(dest / at)
+                if here is not None and pins.get("size") in (None, here):
+                    file_digests(dest, at, list(dict.fromkeys([*hashes, "sha256"])), cache)
                 status, detail = check_file(dest, at, hashes, pins.get("size"), cache)
                 digests = file_digests(dest, at, ["sha256"], cache) if status == Check.OK else None
                 if digests is None:
@@ -177,9 +181,16 @@ def from_dir(dest: Path) -> tuple[list[_Item], list[str]]:
     return items, problems
 
 
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def _commit(pins: dict[str, Any], at: str | None) -> str | None:
     """A Hub file's commit: recorded, else the one its hf-cache snapshot path names (a run that found it present)."""
-    found = _SNAPSHOT.search(f"/{at}") if at else None
+    found = _SNAPSHOT.search(f"/{at}") if at and pins.get("blob") else None
     return pins.get("commit") or (found.group(1) if found else None)
 
 

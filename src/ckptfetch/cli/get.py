@@ -135,6 +135,7 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
     Examples:
       ckptfetch get sam-pt --minimal
       ckptfetch get manifests/mine.yaml --dest /data/models --only sam_ckpts --quiet
+      ckptfetch get sam-pt --offline --hashed-mirror s3://models/ckpt
     """
     from ..api import fetch
     from ..urls import env_mirrors, parse_hashed, parse_mirrors

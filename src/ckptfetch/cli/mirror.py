@@ -13,7 +13,16 @@ from .completion import manifest_names
 
 @click.group()
 def mirror() -> None:
-    """Content-addressed mirrors for clusters and air-gapped sites (README "Clusters and air-gapped sites")."""
+    """Content-addressed mirrors for clusters and air-gapped sites (README "Clusters and air-gapped sites").
+
+    `mirror push` fills TARGET/sha256/<hex>; `get --hashed-mirror TARGET`
+    reads it.
+
+    \b
+    Examples:
+      ckptfetch mirror push sam-pt s3://models/ckpt
+      ckptfetch mirror push models/ /nfs/mirror
+    """
 
 
 @mirror.command()
