@@ -48,7 +48,7 @@ def test_precedence_flag_env_project_user_default(homes: tuple[Path, Path, dict[
     assert (s["jobs"]["value"], s["jobs"]["origin"], s["offline"]["origin"]) == (9, "flag", "flag")
     text = invoke("config", cwd=cwd, env=env).stdout
     assert f"project:     {project / 'pyproject.toml'}" in text
-    assert f"jobs       5  [project ({project / 'pyproject.toml'})]" in text
+    assert f"jobs            5  [project ({project / 'pyproject.toml'})]" in text
 
 
 def test_commands_take_configured_defaults_and_flags_still_win(homes: tuple[Path, Path, dict[str, str]],
