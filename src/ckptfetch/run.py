@@ -37,7 +37,7 @@ from .sourcing import Fetcher
 from .state import VerifiedCache
 from .status import Action, Check, Layout, Outcome
 from .threads import run_all
-from .urls import Mirror, env_hashed_mirrors, env_mirrors, env_offline, redact
+from .urls import Mirror, env_hashed_mirrors, env_mirrors, env_offline, parse_hashed, redact
 
 
 @dataclass
@@ -364,7 +364,7 @@ def fetch(
     """
     settings = settings or Settings.from_env()
     offline = env_offline() if offline is None else offline
-    hashed = env_hashed_mirrors() if hashed_mirrors is None else list(hashed_mirrors)
+    hashed = env_hashed_mirrors() if hashed_mirrors is None else parse_hashed(hashed_mirrors)
     p = planned(manifest, hashed, settings, lambda m, local: plan(
         m, dest, variants=tuple(variants), only=tuple(only), exclude=tuple(exclude), force=force, layout=layout,
         settings=settings, offline=offline or local))
