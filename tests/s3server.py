@@ -7,7 +7,8 @@ and one identity (an access key and secret) in an S3 config file, so requests
 without them, or with wrong ones, are refused as a real store refuses them.
 
 `Relay` is a TCP relay on another port that forwards bytes unchanged, counts
-what the store sends back and can hold each connection to a rate: the
+what the store sends back, logs each request's method and path (read out of
+the client's byte stream) and can hold each connection to a rate: the
 clients are pointed at the relay (AWS_ENDPOINT_URL), so signatures, which
 cover the host and port the client used, stay valid. Nothing here is known to
 the product.
@@ -231,6 +232,7 @@ class Relay:
         self.sent = 0  # bytes relayed from the store to clients
         self.open = 0  # connections being relayed
         self.peak = 0  # most connections open at once
+        self.requests: list[tuple[str, str]] = []  # (method, path without the query), in the order they came
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -249,6 +251,19 @@ class Relay:
         self._stop = True
         self._listener.close()
         self._thread.join(5)
+
+    def count(self, method: str, path: str) -> int:
+        """How many `method` requests for `path` (e.g. "/bucket/key") the relay carried."""
+        with self._lock:
+            return sum(1 for m, p in self.requests if m == method and p == path)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def _logged(self, method: str, path: str) -> None:
+        with self._lock:
+            self.requests.append((method, path))
 
     def settle(self, timeout: float = 10) -> int:
         """Wait until no connection is open (a killed client's are closed); returns the bytes relayed."""
@@ -285,8 +300,11 @@ class Relay:
 
     def _pipe(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
         started, moved = time.monotonic(), 0
+        requests = None if counted else _Requests(self._logged)  # the client's side carries the requests
         try:
             while chunk := src.recv(64 << 10):
+                if requests is not None:
+                    requests.feed(chunk)
                 if counted and self.rate:
                     # Hold the connection to its rate: wait until `moved` bytes are due.
                     ahead = moved / self.rate - (time.monotonic() - started)
@@ -305,3 +323,49 @@ class Relay:
                     s.shutdown(socket.SHUT_RDWR)
             with suppress(OSError):
                 src.close()
+
+
+class _Requests:
+    """HTTP/1.1 requests read out of a client's byte stream: a head, then a body of Content-Length bytes or chunks."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.buf = b""
+        self.left = 0  # body bytes still to skip
+        self.chunked = False
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        while self._step():
+            pass
+
+    def _step(self) -> bool:
+        """Consume one piece (a head, a body, a chunk); False when more bytes are needed."""
+        if self.left:
+            take = min(self.left, len(self.buf))
+            self.buf, self.left = self.buf[take:], self.left - take
+            return self.left == 0
+        if self.chunked:
+            end = self.buf.find(b"\r\n")
+            if end < 0:
+                return False
+            size = int(self.buf[:end].split(b";")[0] or b"0", 16)
+            if size:
+                self.buf, self.left = self.buf[end + 2:], size + 2
+                return True
+            done = self.buf.find(b"\r\n\r\n", end)  # the last chunk, then trailers and a blank line
+            if done < 0:
+                return False
+            self.buf, self.chunked = self.buf[done + 4:], False
+            return True
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        line, *fields = self.buf[:end].decode("latin-1").split("\r\n")
+        self.buf = self.buf[end + 4:]
+        method, target = line.split(" ")[:2]
+        headers = {k.strip().lower(): v.strip() for k, v in (f.split(":", 1) for f in fields if ":" in f)}
+        self.log(method, target.split("?", 1)[0])
+        self.chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+        self.left = 0 if self.chunked else int(headers.get("content-length") or 0)
+        return True

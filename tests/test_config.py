@@ -33,7 +33,9 @@ def _settings(cwd: Path, env: dict[str, str], *flags: str) -> dict[str, dict[str
 def test_precedence_flag_env_project_user_default(homes: tuple[Path, Path, dict[str, str]]) -> None:
     user, project, env = homes
     cwd = project / "sub" / "deeper"
-    assert {k: v["origin"] for k, v in _settings(cwd, env).items()} == dict.fromkeys(config.BY_NAME, "default")
+    # CKPTFETCH_CACHE is this test's own store (conftest.py): the one setting the environment gives.
+    assert {k: v["origin"] for k, v in _settings(cwd, env).items()} == {
+        **dict.fromkeys(config.BY_NAME, "default"), "cache-dir": "environment"}
     user.write_text('jobs = 3\ndest = "/data/user-models"\nmirrors = ["https://=http://user-mirror/"]\n')
     s = _settings(cwd, env)
     assert (s["jobs"]["value"], s["jobs"]["origin"], s["jobs"]["where"]) == (3, "user", str(user))
@@ -48,7 +50,7 @@ def test_precedence_flag_env_project_user_default(homes: tuple[Path, Path, dict[
     assert (s["jobs"]["value"], s["jobs"]["origin"], s["offline"]["origin"]) == (9, "flag", "flag")
     text = invoke("config", cwd=cwd, env=env).stdout
     assert f"project:     {project / 'pyproject.toml'}" in text
-    assert f"jobs       5  [project ({project / 'pyproject.toml'})]" in text
+    assert f"jobs            5  [project ({project / 'pyproject.toml'})]" in text
 
 
 def test_commands_take_configured_defaults_and_flags_still_win(homes: tuple[Path, Path, dict[str, str]],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ckptfetch.sources.s3 import _declared, parse
+from ckptfetch.sources.s3 import declared, parse
 
 from .conftest import cli_env, md5, run_cli, sha256
 from .s3server import ACCESS_KEY, SECRET_KEY, Relay, SeaweedS3, free_ports
@@ -319,7 +319,7 @@ SHA = "MNrU59cln7Ahsf/BKr+rjpBBOyeSdMOU4hW5fjRbOAI="  # a real x-amz-checksum-sh
     ({}, {}),
 ])
 def test_only_whole_object_checksums_become_pins(head: dict[str, str], pins: dict[str, str]) -> None:
-    assert _declared(head) == pins
+    assert declared(head) == pins
 
 
 def test_a_presigned_url_shown_anywhere_is_redacted() -> None:

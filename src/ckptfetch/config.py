@@ -81,6 +81,8 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key("mirrors", parse_list, "CKPTFETCH_MIRRORS", "--mirror", [], "URL rewrites FROM=TO, tried first"),
+    Key("hashed-mirrors", parse_list, "CKPTFETCH_HASHED_MIRRORS", "--hashed-mirror", [],
+        "content-addressed mirrors (ROOT/sha256/<hex>), tried before any other source"),
     Key("jobs", parse_int, "CKPTFETCH_JOBS", "--jobs", 16, "files fetched at once"),
     Key("dest", parse_str, "CKPTFETCH_DEST", "--dest", None, "destination folder (default: the manifest's root)",
         path=True, also=("verify.directory",)),

@@ -48,6 +48,10 @@ class DownloadError(CkptfetchError):
     """A download failed after its retries, or cannot succeed."""
 
 
+class MirrorError(CkptfetchError):
+    """`mirror push` cannot read or write its target (missing bucket, refused credentials, a folder not writable)."""
+
+
 class HashMismatch(DownloadError):
     """The bytes received are not the bytes the manifest pins."""
 

@@ -11,6 +11,7 @@ from .checking import file_digests
 from .concrete import ManifestRef, cached_archive, located
 from .download import Settings, make_session
 from .errors import CkptfetchError, Interrupted, UsageError
+from .hashedmirror import planned
 from .linking import drop_leftovers, leftovers
 from .manifest import FileEntry
 from .planning import plan
@@ -19,13 +20,14 @@ from .progress import NullReporter, Reporter
 from .record import record_outcomes
 from .results import FetchResult, FileOutcome, Plan
 from .reuse import open_reuse
-from .run import Run, fetch_url, run_all, size_on_disk, sync_dirs
+from .run import Run, fetch_url, size_on_disk, sync_dirs
 from .sizing import learn_sizes, partial_of
 from .sourcing import Fetcher
 from .state import VerifiedCache
 from .status import Action, Link, Origin, Outcome
+from .threads import run_all
 from .unpacking import fetch_archive
-from .urls import Mirror, env_mirrors, env_offline
+from .urls import Mirror, env_hashed_mirrors, env_mirrors, env_offline, parse_hashed
 
 
 def fetch(
@@ -51,6 +53,7 @@ def fetch(
     no_cache: bool = False,
     link: str = Link.AUTO,
     reuse_from: Sequence[str | os.PathLike[str]] = (),
+    hashed_mirrors: Sequence[str] | None = None,
 ) -> FetchResult:
     """Fetch, extract and verify the selected files of `manifest` into `dest`.
 
@@ -71,33 +74,33 @@ def fetch(
     Returns a `FetchResult`; raises `ManifestError` / `UsageError` for bad
     input and `Interrupted` when `settings.cancel` is set (partial files are
     kept for the next run). With `raise_on_error`, a file that failed raises
-    too (`FetchResult.raise_for_status`).
+    too (`FetchResult.raise_for_status`). `hashed_mirrors` (default:
+    CKPTFETCH_HASHED_MIRRORS) are tried first for files whose sha256 is known
+    (README "Clusters and air-gapped sites").
     """
     settings = settings or Settings.from_env()
     offline = env_offline() if offline is None else offline
+    hashed = env_hashed_mirrors() if hashed_mirrors is None else parse_hashed(hashed_mirrors)
     reuse = open_reuse(cache_dir, no_cache, link, reuse_from)
     if reuse is not None:
         reuse.taking = not force
     jobs = max(1, jobs)
     if connections is not None:
         settings.connections = max(1, connections)
-    session = make_session(pool_size=min(64, max(jobs, 4) + settings.connections))
     if reuse is not None and reuse.store is not None:
         algorithms = (*algorithms, "sha256")  # the store's key, computed as the bytes stream in
+    fetcher = Fetcher(Path(), list(env_mirrors() if mirrors is None else mirrors), settings,
+                      make_session(pool_size=min(64, max(jobs, 4) + settings.connections)),
+                      reporter or NullReporter(), tuple(algorithms), offline, reuse=reuse, hashed=hashed)
     try:
-        p = plan(manifest, dest, variants=tuple(variants), only=tuple(only), exclude=tuple(exclude), force=force,
-                 layout=layout, settings=settings, offline=offline, reuse=reuse)
-        fetcher = Fetcher(p.dest, list(env_mirrors() if mirrors is None else mirrors), settings, session,
-                          reporter or NullReporter(), tuple(algorithms), offline, reuse=reuse)
-        if on_plan is not None:  # the plan is shown: say what it costs
-            _learn_sizes(p, fetcher)
-            on_plan(p)
-        if dry_run:
-            _usable(p.dest)
+        p = planned(manifest, hashed, settings, lambda m, local: plan(
+            m, dest, variants=tuple(variants), only=tuple(only), exclude=tuple(exclude), force=force, layout=layout,
+            settings=settings, offline=offline or local, reuse=reuse))
+        fetcher.dest = p.dest
+        if _shown_or_dry(p, fetcher, on_plan, dry_run):
             return _dry_run(p)
-        _make_dest(p.dest)
     except BaseException:
-        session.close()
+        fetcher.session.close()
         if reuse is not None:
             reuse.close()
         raise
@@ -107,6 +110,18 @@ def fetch(
     if raise_on_error:
         result.raise_for_status()
     return result
+
+
+def _shown_or_dry(p: Plan, fetcher: Fetcher, on_plan: Callable[[Plan], None] | None, dry_run: bool) -> bool:
+    """Show the plan (with what it costs) when asked; True for a dry run, else the destination is made."""
+    if on_plan is not None:  # the plan is shown: say what it costs
+        _learn_sizes(p, fetcher)
+        on_plan(p)
+    if dry_run:
+        _usable(p.dest)
+        return True
+    _make_dest(p.dest)
+    return False
 
 
 def _settle_unfetched(run: Run) -> None:

@@ -30,7 +30,7 @@ from .fetching import fetch
 from .manifest import FileEntry, Manifest, load_manifest, manifest_stem
 from .state import STATE_DIR, VerifiedCache
 from .status import Check
-from .urls import parse_mirrors
+from .urls import parse_hashed, parse_mirrors
 from .yamlsafe import hint
 
 _PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -151,7 +151,8 @@ def path(manifest: ManifestRef, file: str, *, dest: str | os.PathLike[str] | Non
     the user's config.toml), else for a manifest inside a package the user's
     cache dir (`~/.cache/ckptfetch/NAME` on Linux), else the manifest's root.
     `variant` narrows the files `file` is looked up in. Mirrors come from the
-    same configuration (CKPTFETCH_MIRRORS first).
+    same configuration (CKPTFETCH_MIRRORS first), and so do hashed mirrors
+    (CKPTFETCH_HASHED_MIRRORS).
     """
     with opened(manifest) as (m, packaged):
         e, key = pick(m, file, variant)
@@ -159,9 +160,11 @@ def path(manifest: ManifestRef, file: str, *, dest: str | os.PathLike[str] | Non
         ready = _in_place(root, e)
         if ready is not None:
             return ready
-        mirrors = parse_mirrors(effective()["mirrors"].value)
+        settings = effective()
+        mirrors = parse_mirrors(settings["mirrors"].value)
         only, exclude = exactly(key)
-        result = fetch(m, root, only=only, exclude=exclude, jobs=1, mirrors=mirrors, raise_on_error=True)
+        result = fetch(m, root, only=only, exclude=exclude, jobs=1, mirrors=mirrors, raise_on_error=True,
+                       hashed_mirrors=parse_hashed(settings["hashed-mirrors"].value))
         if key not in result.paths:
             raise UsageError(f"{file!r} is not a file of folder entry {e.path!r} of manifest {m.name!r}")
         return Path(os.path.abspath(result.paths[key]))

@@ -8,9 +8,8 @@ any network request a file may be placed from the store or a cache
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,25 +182,4 @@ def prune_empty_dirs(dest: Path, rel: str) -> None:
         parent = parent.parent
 
 
-def run_all(tasks: list[Callable[[], None]], jobs: int, cancel: threading.Event) -> None:
-    """Run tasks on a pool; Ctrl-C sets `cancel`, waits for workers, raises Interrupted."""
-    if not tasks:
-        return
-    pool = cf.ThreadPoolExecutor(max_workers=min(jobs, len(tasks)), thread_name_prefix="ckptfetch")
-    futures = [pool.submit(t) for t in tasks]
-    try:
-        pending = set(futures)
-        while pending:
-            _, pending = cf.wait(pending, timeout=0.2)
-    except KeyboardInterrupt:
-        cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise Interrupted() from None
-    pool.shutdown(wait=True)
-    for f in futures:
-        exc = f.exception()
-        if exc is not None:
-            raise exc
-
-
-__all__ = ["Run", "fetch_url", "prune_empty_dirs", "run_all", "size_on_disk", "sync_dirs"]
+__all__ = ["Run", "fetch_url", "prune_empty_dirs", "size_on_disk", "sync_dirs"]

@@ -49,6 +49,14 @@ class Outcome(_Word):
     PLANNED = "planned"  # --dry-run: would be fetched
 
 
+class Pushed(_Word):
+    """What `mirror push` did with one file."""
+
+    UPLOADED = "uploaded"
+    PRESENT = "present"  # already on the mirror: nothing sent
+    FAILED = "failed"
+
+
 class Installed(_Word):
     """A file's state as `show` reports it."""
 
@@ -95,4 +103,5 @@ SHOW_STATE = {Check.OK: Installed.INSTALLED, Check.MISSING: Installed.MISSING, C
               Check.FOLDER: Installed.FOLDER}
 """How a check reads in `show`."""
 
-__all__ = ["LAYOUTS", "LINKS", "SHOW_STATE", "Action", "Check", "Installed", "Layout", "Link", "Origin", "Outcome"]
+__all__ = ["LAYOUTS", "LINKS", "SHOW_STATE", "Action", "Check", "Installed", "Layout", "Link", "Origin", "Outcome",
+           "Pushed"]

@@ -31,7 +31,7 @@ def fetch_archive(run: Run, archive: Archive, entries: list[FileEntry]) -> None:
             have = None if e.folder else run.recheck(e)
             if have is not None:
                 run.present(e, have, located(e, dest))
-            elif e.folder or not _taken(run, e):
+            elif e.folder or not (_taken(run, e) or _from_hashed_mirror(run, e)):
                 todo.append(e)
         if not todo:
             return
@@ -134,6 +134,16 @@ def _taken(run: Run, e: FileEntry) -> bool:
         return False
     run.fetched(e, rel, taken.digests, taken=taken)
     return True
+
+
+def _from_hashed_mirror(run: Run, e: FileEntry) -> bool:
+    """A member whose sha256 is known, fetched from a hashed mirror instead of out of its archive."""
+    rel = located(e, run.dest)
+    digests = run.fetcher.from_hashed_mirror(run.dest / rel, e.integrity, e.path) if rel else None
+    if digests is not None and rel is not None:
+        run.keep(rel, digests)
+        run.fetched(e, rel, digests, {"source": "hashed-mirror"})
+    return digests is not None
 
 
 __all__ = ["fetch_archive"]

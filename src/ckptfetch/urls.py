@@ -1,4 +1,4 @@
-"""URL helpers: mirror rewriting and redaction of secrets for display."""
+"""URL helpers: mirror rewriting, hashed mirrors' object URLs, and redaction of secrets for display."""
 
 from __future__ import annotations
 
@@ -74,11 +74,52 @@ def env_offline() -> bool:
     raise UsageError(f"CKPTFETCH_OFFLINE={raw!r} is not a yes/no value; use 1 or 0")
 
 
+def hashed_root(target: str) -> str:
+    """A hashed mirror's root as a URL without a trailing slash: s3://, http(s)://, file://, or a local folder.
+
+    >>> hashed_root("s3://models/mirror/"), hashed_root("/srv/mirror")
+    ('s3://models/mirror', 'file:///srv/mirror')
+    """
+    text = target.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if not text or (scheme and scheme not in ("s3", "http", "https", "file")):
+        raise UsageError(f"--hashed-mirror {target!r} must be s3://BUCKET[/PREFIX], an http(s):// URL, a file:// "
+                         "URL or a folder")
+    if scheme == "s3" and not text[len("s3://"):].split("/", 1)[0]:
+        raise UsageError(f"--hashed-mirror {target!r} names no bucket (s3://BUCKET[/PREFIX])")
+    if not scheme:
+        from pathlib import Path
+
+        return Path(text).expanduser().absolute().as_uri().rstrip("/")
+    return text.rstrip("/")
+
+
+def parse_hashed(specs: Iterable[str]) -> list[str]:
+    """Hashed mirror roots, normalised (`hashed_root`), blanks dropped, duplicates once."""
+    return list(dict.fromkeys(hashed_root(s) for s in specs if s.strip()))
+
+
+def env_hashed_mirrors() -> list[str]:
+    """Hashed mirrors from CKPTFETCH_HASHED_MIRRORS (newline or `;` separated, as CKPTFETCH_MIRRORS)."""
+    return parse_hashed(re.split(r"[;\n]", os.environ.get("CKPTFETCH_HASHED_MIRRORS", "")))
+
+
+def hashed_urls(roots: Sequence[str], sha256: str | None) -> list[str]:
+    """`ROOT/sha256/<hex>` on each hashed mirror, for a file whose full sha256 is known (else none).
+
+    >>> hashed_urls(["s3://m/ckpt"], "ab" * 32) == ["s3://m/ckpt/sha256/" + "ab" * 32]
+    True
+    """
+    if not sha256 or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        return []
+    return [f"{root}/sha256/{sha256}" for root in roots]
+
+
 def candidates(
     urls: Sequence[str], mirrors: Sequence[Mirror], *, offline: bool = False,
-    match_as: Callable[[str], str] | None = None,
+    match_as: Callable[[str], str] | None = None, hashed: Sequence[str] = (),
 ) -> list[str]:
-    """URLs to try in order: each mirror rewrite first, then the originals (offline: local `file://` ones only).
+    """URLs to try in order: `hashed` mirrors' objects, mirror rewrites, the originals (offline: `file://` only).
 
     `match_as` gives the form a URL is matched against the mirrors in (an `hf://` URL as the Hub's
     `https://.../resolve/REV/PATH`, so a mirror of the Hub's host applies to it, revision kept).
@@ -86,7 +127,7 @@ def candidates(
     >>> candidates(["https://h/a.pt"], [("https://", "http://127.0.0.1:8000/")])
     ['http://127.0.0.1:8000/h/a.pt', 'https://h/a.pt']
     """
-    out: list[str] = []
+    out: list[str] = list(hashed)
     for url in urls:
         form = match_as(url) if match_as is not None else url
         for src, dst in mirrors:

@@ -26,6 +26,7 @@ from .config import config
 from .get import get
 from .listing import list_cmd, show
 from .lock import lock
+from .mirror import mirror
 from .verify import verify
 
 
@@ -52,8 +53,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.default_map = default_map({n: c for n, c in cli.commands.items() if n != "config"})
 
 
-for _command in (list_cmd, show, get, lock, verify, hash_cmd, add, import_cmd, lint, schema, key, cache, config,
-                 completion):
+for _command in (list_cmd, show, get, lock, verify, mirror, hash_cmd, add, import_cmd, lint, schema, key, cache,
+                 config, completion):
     cli.add_command(_command)
 
 

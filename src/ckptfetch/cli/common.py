@@ -1,4 +1,4 @@
-"""What every command shares: the consoles, the one JSON document, the mirror option."""
+"""What every command shares: the consoles, the one JSON document, the mirror options."""
 
 from __future__ import annotations
 
@@ -40,6 +40,14 @@ def mirror_option(f: F) -> F:
                         help="Rewrite URLs starting with FROM to TO, tried first (repeatable; also CKPTFETCH_MIRRORS).")(f)
 
 
+def hashed_mirror_option(f: F) -> F:
+    """`--hashed-mirror TARGET`, repeatable."""
+    return click.option("--hashed-mirror", "hashed_mirrors", multiple=True, metavar="TARGET",
+                        help="Try TARGET/sha256/<hex> first for every file whose sha256 is known (pinned, or in a lock "
+                             "file, or in TARGET/manifests/NAME.lock.yaml); TARGET is s3://BUCKET/PREFIX, an https:// "
+                             "URL or a folder, as `mirror push` fills it (repeatable; also CKPTFETCH_HASHED_MIRRORS).")(f)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
 
@@ -47,6 +55,6 @@ def json_option(f: F) -> F:
 def offline_option(f: F) -> F:
     """`--offline`: no request to an original host (CKPTFETCH_OFFLINE=1 does the same)."""
     return click.option("--offline", is_flag=True,
-                        help="Use only mirrors (--mirror) and local files: no request reaches an original host, the "
+                        help="Use only mirrors (--mirror, --hashed-mirror) and local files: no request reaches an original host, the "
                              "Hub included; folder listings and Hub commits come from the lock file or the record "
                              "(also CKPTFETCH_OFFLINE=1).")(f)

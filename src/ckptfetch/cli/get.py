@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode
 from ..status import LAYOUTS, LINKS
-from .common import consoles, emit_json, mirror_option, offline_option
+from .common import consoles, emit_json, hashed_mirror_option, mirror_option, offline_option
 from .completion import manifest_names, target_paths, variant_names
 
 if TYPE_CHECKING:
@@ -122,6 +122,7 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
               help="Connections per large file when the server takes byte ranges [default: 16; CKPTFETCH_CONNECTIONS].")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @mirror_option
+@hashed_mirror_option
 @offline_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only (no plan, no bars, no summary).")
@@ -143,9 +144,9 @@ def _print_summary(out: Console, err: Console, r: FetchResult, quiet: bool = Fal
 @click.option("--reuse-from", "reuse_from", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Also take files from DIR, an earlier destination of `ckptfetch get` (repeatable).")
 def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str, ...], exclude: tuple[str, ...],
-        dest: str | None, jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...], offline: bool,
-        no_progress: bool, quiet: bool, as_json: bool, force: bool, layout: str | None, cache_dir: str | None,
-        no_cache: bool, link: str, reuse_from: tuple[str, ...]) -> None:
+        dest: str | None, jobs: int, connections: int | None, dry_run: bool, mirrors: tuple[str, ...],
+        hashed_mirrors: tuple[str, ...], offline: bool, no_progress: bool, quiet: bool, as_json: bool, force: bool,
+        layout: str | None, cache_dir: str | None, no_cache: bool, link: str, reuse_from: tuple[str, ...]) -> None:
     """Fetch, extract and verify the files of MANIFEST (a name or a .yaml path).
 
     Hugging Face files (hf://ORG/REPO[@REV]/PATH) use HF_TOKEN, or the token
@@ -162,9 +163,10 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
       ckptfetch get sam-pt --minimal
       ckptfetch get manifests/mine.yaml --dest /data/models --only sam_ckpts --quiet
       ckptfetch get sam-pt --minimal --dest ../other-checkout/models   # links what the store has
+      ckptfetch get sam-pt --offline --hashed-mirror s3://models/ckpt
     """
     from ..api import fetch
-    from ..urls import env_mirrors, parse_mirrors
+    from ..urls import env_mirrors, parse_hashed, parse_mirrors
 
     chosen = list(dict.fromkeys((["minimal"] if minimal else []) + list(variants)))
     mirror_list = parse_mirrors(mirrors) + env_mirrors()
@@ -194,9 +196,9 @@ def get(manifest: str, minimal: bool, variants: tuple[str, ...], only: tuple[str
 
     try:
         result = fetch(manifest, dest, variants=chosen, only=only, exclude=exclude, jobs=jobs, connections=connections,
-                       force=force, mirrors=mirror_list, layout=layout, dry_run=dry_run, reporter=reporter,
-                       on_plan=on_plan, offline=True if offline else None, cache_dir=cache_dir, no_cache=no_cache,
-                       link=link, reuse_from=reuse_from)
+                       force=force, mirrors=mirror_list, layout=layout, hashed_mirrors=parse_hashed(hashed_mirrors) or None,
+                       dry_run=dry_run, reporter=reporter, on_plan=on_plan, offline=True if offline else None,
+                       cache_dir=cache_dir, no_cache=no_cache, link=link, reuse_from=reuse_from)
     finally:
         if reporter is not None and getattr(reporter, "close", None):
             reporter.close()

@@ -30,7 +30,7 @@ from .base import Context, Request, Resolved
 
 EXTRA = "pip install 'ckptfetch[s3]'"
 PRESIGN_SECONDS = 12 * 3600  # a presigned URL outlives any one run; a resume signs a new one
-# What a store's error code means for the user, and what to do (HEAD answers carry no code: see _error_code).
+# What a store's error code means for the user, and what to do (HEAD answers carry no code: see error_code).
 _HINTS = {
     "NoSuchKey": "there is no such object; check the key (and any --mirror prefix)",
     "NoSuchBucket": "the bucket does not exist there; check its name, AWS_ENDPOINT_URL and the region",
@@ -81,7 +81,12 @@ def _client(ctx: Context) -> Any:
         return _CLIENTS[key]
 
 
-def _error_code(client: Any, bucket: str, key: str, exc: Any) -> tuple[int, str]:
+def explain(status: int, code: str) -> str:
+    """What a store's error answer means for the user, and what to do."""
+    return _HINTS.get(code) or _HINTS.get(_BY_STATUS.get(status, ""), "the store refused the request")
+
+
+def error_code(client: Any, bucket: str, key: str, exc: Any) -> tuple[int, str]:
     """(HTTP status, error code) of a failed HEAD; a one-byte GET tells the code a HEAD cannot carry."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -118,9 +123,9 @@ def _head(client: Any, bucket: str, key: str, ctx: Context, what: str, url: str)
                 "AWS_PROFILE, or write them to ~/.aws/credentials (instance roles work too)."
             ) from None
         except ClientError as exc:
-            status, code = _error_code(client, bucket, key, exc)
+            status, code = error_code(client, bucket, key, exc)
             if not is_retryable_status(status):
-                hint = _HINTS.get(code) or _HINTS.get(_BY_STATUS.get(status, ""), "the store refused the request")
+                hint = explain(status, code)
                 shown = "" if code.isdigit() else f" ({code})"
                 raise DownloadError(f"{what}: cannot read {url} from {where}: {hint}{shown}.") from None
             problem = f"HTTP {status} ({code})"
@@ -137,7 +142,7 @@ def _head(client: Any, bucket: str, key: str, ctx: Context, what: str, url: str)
         retry.pause(retry.delay(failures, None, s), s)
 
 
-def _declared(head: dict[str, Any]) -> dict[str, str]:
+def declared(head: dict[str, Any]) -> dict[str, str]:
     """Whole-object checksums the store keeps (multipart ones, `...-N`, cover parts, not the file)."""
     if head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
         return {}
@@ -180,5 +185,5 @@ class S3Source:
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGN_SECONDS
         )
         meta = {"source": "s3", "bucket": bucket, "key": key, **({"etag": etag} if etag else {})}
-        return Resolved([Request(signed, key=url, validator=etag)], _declared(head),
+        return Resolved([Request(signed, key=url, validator=etag)], declared(head),
                         size if isinstance(size, int) else None, meta)
