@@ -97,17 +97,17 @@ def load_lock(path: Path) -> Lock:
         if not isinstance(key, str) or path_problem(key):
             raise fail(f"target path {short(key)} {path_problem(str(key)) or 'must be a string'}", "files")
         if not isinstance(entry, dict):
-            raise fail(f"{key!r} must be a mapping with `sha256` and `size`", "files", key)
+            raise fail(f"{short(key)} must be a mapping with `sha256` and `size`", "files", key)
         for k in entry:
             if k not in ENTRY_KEYS:
-                raise fail(f"unknown key `{k}` for {key!r}{hint(str(k), ENTRY_KEYS)}", "files", key, str(k))
+                raise fail(f"unknown key `{k}` for {short(key)}{hint(str(k), ENTRY_KEYS)}", "files", key, str(k))
         sha, size, commit = entry.get("sha256"), entry.get("size"), entry.get("commit")
         if not isinstance(sha, str) or not hf.SHA256_RE.match(sha.lower()):
-            raise fail(f"`sha256` of {key!r} must be 64 hex digits, got {short(sha)}", "files", key, "sha256")
+            raise fail(f"`sha256` of {short(key)} must be 64 hex digits, got {short(sha)}", "files", key, "sha256")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise fail(f"`size` of {key!r} must be a whole number of bytes, got {short(size)}", "files", key, "size")
+            raise fail(f"`size` of {short(key)} must be a whole number of bytes, got {short(size)}", "files", key, "size")
         if commit is not None and (not isinstance(commit, str) or not hf.COMMIT_RE.match(commit)):
-            raise fail(f"`commit` of {key!r} must be a 40-hex-digit commit, got {short(commit)}", "files", key, "commit")
+            raise fail(f"`commit` of {short(key)} must be a 40-hex-digit commit, got {short(commit)}", "files", key, "commit")
         files[key] = Pin(sha.lower(), size, commit, lines.of("files", key))
     return Lock(path, name, files)
 
@@ -117,7 +117,7 @@ def apply_lock(m: Manifest, lock: Lock) -> Manifest:
     where = str(lock.path)
     again = f"run `ckptfetch lock {shown_name(m)}` again after changing the manifest"
     if lock.manifest != m.name:
-        raise ManifestError(f"this lock belongs to manifest {lock.manifest!r}, not {m.name!r}", where)
+        raise ManifestError(f"this lock belongs to manifest {short(lock.manifest)}, not {m.name!r}", where)
     files: dict[str, FileEntry] = {}
     used: set[str] = set()
 

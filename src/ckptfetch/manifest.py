@@ -132,7 +132,7 @@ class Manifest:
                 if v not in self.variants:
                     known = ", ".join(self.variants) or "none"
                     raise ManifestError(
-                        f"no variant {v!r} in manifest {self.name!r}{hint(v, self.variants)} (variants: {known})"
+                        f"no variant {short(v)} in manifest {self.name!r}{hint(v, self.variants)} (variants: {known})"
                     )
                 for pattern in self.variants[v]:
                     chosen.update(dict.fromkeys(p for p in paths if path_matches(p, pattern)))
@@ -224,7 +224,7 @@ class _Fields:
             return default
         if value not in LAYOUTS:
             raise self.fail(
-                f"`layout` {value!r} is not one of {', '.join(LAYOUTS)}{hint(str(value), LAYOUTS)}", *keys, "layout"
+                f"`layout` {short(value)} is not one of {', '.join(LAYOUTS)}{hint(str(value), LAYOUTS)}", *keys, "layout"
             )
         return str(value)
 
@@ -245,7 +245,7 @@ class _Fields:
                 value = entry[algo]
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     raise self.fail(
-                        f"`{algo}` was read as the number {value!r}: YAML turns an all-digit digest into a number; "
+                        f"`{algo}` was read as the number {short(value)}: YAML turns an all-digit digest into a number; "
                         f"put the {ALGORITHMS[algo]} hex digits in quotes", *keys, algo,
                     )
                 if not isinstance(value, str) or not is_hex_digest(algo, value.strip()):
@@ -308,10 +308,10 @@ class _Parser(_Fields):
             raise self.fail(f"unsupported format version {short(version)}; this ckptfetch reads version 1", "ckptfetch")
         name = self.string(data.get("name"), "`name`", "name")
         if not NAME_RE.match(name):
-            raise self.fail(f"`name` {name!r} must match [a-z0-9][a-z0-9._-]*", "name")
+            raise self.fail(f"`name` {short(name)} must match [a-z0-9][a-z0-9._-]*", "name")
         stem = manifest_stem(self.source)
         if stem != name:
-            raise self.fail(f"`name` {name!r} must equal the file name's stem {stem!r}", "name")
+            raise self.fail(f"`name` {short(name)} must equal the file name's stem {short(stem)}", "name")
         for key in ("description", "homepage"):
             if key in data and not isinstance(data[key], str):
                 raise self.fail(f"`{key}` must be a string", key)
@@ -320,15 +320,15 @@ class _Parser(_Fields):
     def archives(self, data: dict[str, Any]) -> dict[str, Archive]:
         archives: dict[str, Archive] = {}
         for aname, raw in self.mapping(data.get("archives"), "`archives`", "archives").items():
-            entry = self.mapping(raw, f"archive {aname!r}", "archives", aname)
-            self.known(entry, ARCHIVE_KEYS, f"archive {aname!r}", "archives", aname)
+            entry = self.mapping(raw, f"archive {short(aname)}", "archives", aname)
+            self.known(entry, ARCHIVE_KEYS, f"archive {short(aname)}", "archives", aname)
             fmt = entry.get("format")
             if fmt is not None and fmt not in ARCHIVE_FORMATS:
                 raise self.fail(
                     f"archive format {short(fmt)} is not one of {', '.join(ARCHIVE_FORMATS)}{hint(str(fmt), ARCHIVE_FORMATS)}",
                     "archives", aname, "format",
                 )
-            aurls = self.urls(entry, f"archive {aname!r}", "archives", aname)
+            aurls = self.urls(entry, f"archive {short(aname)}", "archives", aname)
             archives[aname] = Archive(
                 aname, aurls, self.with_weak_pin(self.integrity(entry, "archives", aname), aurls, "archives", aname), fmt,
             )
@@ -344,11 +344,11 @@ class _Parser(_Fields):
             keys = ("files", fpath)
             folder = isinstance(fpath, str) and fpath.endswith("/")
             self.rel_path(fpath[:-1] if folder else fpath, "target path", *keys)
-            entry = self.mapping(raw, f"file {fpath!r}", *keys)
-            self.known(entry, FILE_KEYS, f"file {fpath!r}", *keys)
+            entry = self.mapping(raw, f"file {short(fpath)}", *keys)
+            self.known(entry, FILE_KEYS, f"file {short(fpath)}", *keys)
             file_layout = self.layout(entry.get("layout"), layout, *keys)
             if "include" in entry and not folder:
-                raise self.fail(f"`include` only applies to folder entries (a key ending in `/`), not {fpath!r}", *keys, "include")
+                raise self.fail(f"`include` only applies to folder entries (a key ending in `/`), not {short(fpath)}", *keys, "include")
             if folder:
                 files[fpath] = self.folder(fpath, entry, file_layout, archives)
             else:
@@ -367,7 +367,7 @@ class _Parser(_Fields):
         if len(sources) != 1:
             found = ", ".join(f"`{s}`" for s in sources) or "none"
             raise self.fail(
-                f"file {fpath!r} needs exactly one source (`url`, `urls`, `archive` + `member` or `manual`); found {found}",
+                f"file {short(fpath)} needs exactly one source (`url`, `urls`, `archive` + `member` or `manual`); found {found}",
                 *keys,
             )
         integrity = self.integrity(entry, *keys)
@@ -375,31 +375,31 @@ class _Parser(_Fields):
             aname = self.string(entry["archive"], "`archive`", *keys, "archive")
             if aname not in archives:
                 raise self.fail(
-                    f"file {fpath!r} names archive {aname!r}, which `archives` does not define{hint(aname, archives)}",
+                    f"file {short(fpath)} names archive {short(aname)}, which `archives` does not define{hint(aname, archives)}",
                     *keys, "archive",
                 )
             if "member" not in entry:
-                raise self.fail(f"file {fpath!r} has `archive` but no `member`", *keys)
+                raise self.fail(f"file {short(fpath)} has `archive` but no `member`", *keys)
             member = self.rel_path(entry["member"], "member", *keys, "member")
             if (aname, member) in members_seen:
                 raise self.fail(
-                    f"member {member!r} of archive {aname!r} is already taken by {members_seen[aname, member]!r}",
+                    f"member {short(member)} of archive {short(aname)} is already taken by {short(members_seen[aname, member])}",
                     *keys, "member",
                 )
             members_seen[aname, member] = fpath
             return FileEntry(fpath, integrity, archive=aname, member=member, layout=layout)
         if "member" in entry:
-            raise self.fail(f"file {fpath!r} has `member` but no `archive`", *keys, "member")
+            raise self.fail(f"file {short(fpath)} has `member` but no `archive`", *keys, "member")
         if "manual" in entry:
             text = self.string(entry["manual"], "`manual`", *keys, "manual")
             page = None
             if "url" in entry:
                 page = self.url(entry["url"], "url", *keys, "url")
                 if not page.startswith(("https://", "http://")):
-                    raise self.fail(f"the `url` of manual file {fpath!r} is a page to visit; it must be http(s)://",
+                    raise self.fail(f"the `url` of manual file {short(fpath)} is a page to visit; it must be http(s)://",
                                     *keys, "url")
             return FileEntry(fpath, integrity, manual=text, manual_url=page, layout=layout)
-        furls = self.urls(entry, f"file {fpath!r}", *keys)
+        furls = self.urls(entry, f"file {short(fpath)}", *keys)
         return FileEntry(fpath, self.with_weak_pin(integrity, furls, *keys), urls=furls, layout=layout)
 
     def variants(self, data: dict[str, Any], files: dict[str, FileEntry]) -> dict[str, tuple[str, ...]]:
@@ -407,11 +407,11 @@ class _Parser(_Fields):
         for vname, raw in self.mapping(data.get("variants"), "`variants`", "variants").items():
             patterns = [raw] if isinstance(raw, str) else raw
             if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
-                raise self.fail(f"variant {vname!r} must be a list of paths or glob patterns", "variants", vname)
+                raise self.fail(f"variant {short(vname)} must be a list of paths or glob patterns", "variants", vname)
             for p in patterns:
                 # A pattern inside a folder entry (`DIR/x.ckpt` for `DIR/`) is checked once the folder is listed.
                 if not any(path_matches(f, p) or (f.endswith("/") and p.startswith(f)) for f in files):
-                    raise self.fail(f"variant {vname!r}: {short(p)} matches no file{hint(p, files)}", "variants", vname)
+                    raise self.fail(f"variant {short(vname)}: {short(p)} matches no file{hint(p, files)}", "variants", vname)
             variants[vname] = tuple(patterns)
         return variants
 
@@ -424,20 +424,20 @@ class _Parser(_Fields):
         if extra:
             takes = "`archive`, `member`" if "archive" in allowed else "`url`"
             raise self.fail(
-                f"folder entry {fpath!r} takes only {takes}, `include` and `layout`; `{extra[0]}` belongs on single files",
+                f"folder entry {short(fpath)} takes only {takes}, `include` and `layout`; `{extra[0]}` belongs on single files",
                 *keys, extra[0],
             )
         include = entry.get("include", [])
         include = [include] if isinstance(include, str) else include
         if not isinstance(include, list) or not all(isinstance(g, str) and g for g in include):
-            raise self.fail(f"`include` of {fpath!r} must be a list of glob patterns", *keys, "include")
+            raise self.fail(f"`include` of {short(fpath)} must be a list of glob patterns", *keys, "include")
         if "archive" in allowed:
             return self.archive_folder(fpath, entry, layout, archives, tuple(include))
         url = self.url(entry.get("url"), "url", *keys, "url")
         if not (url.startswith("hf://") and url.endswith("/")):
             raise self.fail(
-                f"folder entry {fpath!r} needs an hf:// URL ending in `/` (a folder of a Hugging Face repo) or "
-                f"`archive` + `member: FOLDER/`, got {url!r}", *keys, "url",
+                f"folder entry {short(fpath)} needs an hf:// URL ending in `/` (a folder of a Hugging Face repo) or "
+                f"`archive` + `member: FOLDER/`, got {_shown_url(url)}", *keys, "url",
             )
         return FileEntry(fpath, Integrity(), urls=(url,), layout=layout, folder=True, include=tuple(include))
 
@@ -447,12 +447,12 @@ class _Parser(_Fields):
         aname = self.string(entry.get("archive"), "`archive`", *keys, "archive")
         if aname not in archives:
             raise self.fail(
-                f"folder entry {fpath!r} names archive {aname!r}, which `archives` does not define{hint(aname, archives)}",
+                f"folder entry {short(fpath)} names archive {short(aname)}, which `archives` does not define{hint(aname, archives)}",
                 *keys, "archive",
             )
         member = entry.get("member")
         if not isinstance(member, str) or not member.endswith("/"):
-            raise self.fail(f"folder entry {fpath!r} takes a folder of the archive: `member` ending in `/` "
+            raise self.fail(f"folder entry {short(fpath)} takes a folder of the archive: `member` ending in `/` "
                             f"(e.g. `dinov2-main/`), got {short(member)}", *keys, "member")
         if member != "/":
             self.rel_path(member[:-1], "member", *keys, "member")
@@ -466,7 +466,7 @@ def _check_path_clashes(files: dict[str, FileEntry], parser: _Parser) -> None:
     for p in files:
         for parent in PurePosixPath(p).parents:
             if str(parent) in paths:
-                raise parser.fail(f"target {str(parent)!r} is a file but also the folder of {p!r}", "files", p)
+                raise parser.fail(f"target {short(str(parent))} is a file but also the folder of {short(p)}", "files", p)
 
 
 def manifest_stem(path: Path) -> str:
