@@ -187,8 +187,9 @@ def test_a_jobs_64_ranks_on_one_shared_folder_fetch_each_object_once(
             "for f in sys.argv[3:]:\n"
             "    assert ckptfetch.path(sys.argv[1], f, dest=sys.argv[2]).read_bytes()\n")
     with Relay(seaweed.ports["s3.port"]) as relay:
+        # The job's node starts with an empty store of its own (the push above filled this test's store).
         env = _dead_hosts(seaweed, tmp_path, relay.endpoint, CKPTFETCH_HASHED_MIRRORS=f"s3://{BUCKET}/ranks",
-                          CKPTFETCH_TIMEOUT="120")
+                          CKPTFETCH_TIMEOUT="120", CKPTFETCH_CACHE=str(tmp_path / "node-store"))
         started = time.monotonic()
         procs = [subprocess.Popen(
             [sys.executable, "-m", "ckptfetch", "get", str(m), "--dest", str(shared), "-q"] if rank % 2 == 0 else
