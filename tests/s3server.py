@@ -369,3 +369,16 @@ class _Requests:
         self.chunked = headers.get("transfer-encoding", "").lower() == "chunked"
         self.left = 0 if self.chunked else int(headers.get("content-length") or 0)
         return True
+
+
+def without_boto3(folder: Path) -> str:
+    """A PYTHONPATH on which `import boto3` fails (a real interpreter, as on an install without the s3 extra)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('boto3', 'botocore', 's3transfer'):\n"
+        "            raise ImportError('blocked for the test: ' + name)\n"
+        "sys.meta_path.insert(0, _Block())\n")
+    return os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))

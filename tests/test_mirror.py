@@ -28,7 +28,7 @@ from .conftest import blob, cli_env, invoke, md5, sha256
 from .fakehosts import FakeHosts
 from .fakehub import FakeHub
 from .httpserver import TestServer
-from .s3server import free_ports
+from .s3server import free_ports, without_boto3
 
 WEIGHTS = blob(300_000, seed=21)
 MODEL = blob(1_500_000, seed=22)
@@ -270,21 +270,11 @@ def test_the_setting_from_pyproject_and_first_use_path(server: TestServer, tmp_p
 
 
 def test_without_boto3_a_push_to_s3_names_the_extra_and_a_folder_still_works(server: TestServer, tmp_path: Path) -> None:
-    blocker = tmp_path / "noboto"
-    blocker.mkdir()
-    # A real interpreter on which `import boto3` fails, as on an install without the extra.
-    (blocker / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('boto3', 'botocore', 's3transfer'):\n"
-        "            raise ImportError('blocked for the test: ' + name)\n"
-        "sys.meta_path.insert(0, _Block())\n")
     data = blob(20_000, seed=30)
     m = tmp_path / "nb.yaml"
     m.write_text(json.dumps({"ckptfetch": 1, "name": "nb", "files": {
         "d.bin": {"url": server.add("/d.bin", data), "md5": md5(data)}}}))
-    env = cli_env(PYTHONPATH=os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")])))
+    env = cli_env(PYTHONPATH=without_boto3(tmp_path / "noboto"))
     r = subprocess.run([sys.executable, "-m", "ckptfetch", "mirror", "push", str(m), "s3://bucket/ckpt", "--dest",
                         str(tmp_path / "models")], env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr

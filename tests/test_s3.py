@@ -9,7 +9,6 @@ store's error answers are SeaweedFS's own.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 from ckptfetch.sources.s3 import declared, parse
 
 from .conftest import cli_env, md5, run_cli, sha256
-from .s3server import ACCESS_KEY, SECRET_KEY, Relay, SeaweedS3, free_ports
+from .s3server import ACCESS_KEY, SECRET_KEY, Relay, SeaweedS3, free_ports, without_boto3
 
 TOKEN = "FwoGZXIvYXdzEXAMPLEsessionTOKEN"
 SECRETS = (ACCESS_KEY, SECRET_KEY, TOKEN, "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "Signature=")
@@ -269,18 +268,8 @@ def test_an_unreachable_endpoint_is_retried_then_named(seaweed: SeaweedS3, tmp_p
 
 
 def test_without_boto3_the_error_names_the_extra(seaweed: SeaweedS3, tmp_path: Path) -> None:
-    blocker = tmp_path / "noboto"
-    blocker.mkdir()
-    # A real interpreter on which `import boto3` fails, as on an install without the extra.
-    (blocker / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('boto3', 'botocore'):\n"
-        "            raise ImportError('blocked for the test: ' + name)\n"
-        "sys.meta_path.insert(0, _Block())\n")
     m = manifest(tmp_path / "s3noboto.yaml", {"m.bin": {"url": "s3://models/m.bin", "md5": "0" * 32}})
-    env = s3_env(seaweed, tmp_path, PYTHONPATH=os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")])))
+    env = s3_env(seaweed, tmp_path, PYTHONPATH=without_boto3(tmp_path / "noboto"))
     assert subprocess.run([sys.executable, "-c", "import boto3"], env=env, capture_output=True).returncode != 0
     proc = run_cli("get", str(m), "--dest", str(tmp_path / "out"), env=env)
     text = one_sentence_error(proc, "s3://models/m.bin", "boto3", "pip install 'ckptfetch[s3]'")
