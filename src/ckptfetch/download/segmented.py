@@ -14,6 +14,7 @@ restarting.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,8 @@ SAVE_BYTES = 2 << 20  # bytes written between two sidecar saves at most (or 1/40
 START_CONNECTIONS = 1  # connections a segmented download starts with: enough for a fast server
 RAMP_STEP = 2  # connections added per SAVE_EVERY tick while the network is the limit
 RAMP_BELOW = 400 << 20  # bytes/s; above it one md5 core, not the network, is the limit
+RAMP_AFTER = 0.25  # seconds from the start of a segmented download before the ramp looks at its speed
+RAMP_CPU = 1.5  # cores this process keeps busy (a receiving and a hashing thread): the CPU is the limit
 
 
 def piece_size(total: int, connections: int) -> int:
@@ -91,7 +94,7 @@ class Pieces:
     def __init__(self, total: int, pieces: list[list[int]]) -> None:
         self.total = total
         self.list = pieces
-        self.lock = threading.Condition()
+        self.lock = threading.Condition(threading.Lock())
         self.taken: set[int] = set()
         self.unsaved = 0  # bytes written since the last sidecar save
         self.save_due = threading.Event()  # wakes the coordinator: a save is due, or a worker ended
@@ -122,8 +125,7 @@ class Pieces:
             self.unsaved += n
             if self.unsaved >= self._save_every:
                 self.save_due.set()
-            self.lock.notify_all()
-            hashing.wrote(at, data)
+            hashing.wrote(at, data)  # wakes the hasher if it waits for bytes
 
     def snapshot(self) -> list[list[int]]:
         with self.lock:
@@ -314,13 +316,18 @@ class Segmented:
     def _coordinate(self, workers: list[threading.Thread], n_workers: int, add_workers: Callable[[int], None]) -> None:
         """Save progress and add connections until every worker ended.
 
-        Start with a few connections and add more only while the download is slower than
-        RAMP_BELOW and hashing keeps up: past that, or on a busy machine, the CPU is the
-        bottleneck and more connections only cost CPU. A per-connection limit (20 MB/s) gets
-        all of them within a few ticks.
+        Start with one connection and add more only while the network is the limit: over two
+        ticks in a row, the download was slower than RAMP_BELOW, hashing kept up and this
+        process used less than RAMP_CPU cores. Otherwise the CPU is the bottleneck (on a fast
+        server, or a busy machine) and more connections only cost CPU. The first
+        RAMP_AFTER seconds do not count: a process's first download is slow while its code
+        and buffers warm up. A per-connection limit (20 MB/s) gets all of them within a
+        second.
         """
-        last_save = last_tick = time.monotonic()
-        last_done = self.pieces.done()
+        started = last_save = last_tick = time.monotonic()
+        last_done, last_cpu = self.pieces.done(), time.process_time()
+        cores = min(RAMP_CPU, 0.75 * (os.cpu_count() or 1))
+        was_slow = False
         while self.running:
             self.pieces.save_due.wait(SAVE_EVERY)
             self.pieces.save_due.clear()
@@ -328,11 +335,12 @@ class Segmented:
                 self.abort.set()
             now = time.monotonic()
             if len(workers) < n_workers and now - last_tick >= SAVE_EVERY:
-                done = self.pieces.done()
-                slow = (done - last_done) / (now - last_tick) < RAMP_BELOW
-                if slow and not self.hashing.lagging() and not self.abort.is_set():
+                done, cpu = self.pieces.done(), time.process_time()
+                slow = ((done - last_done) / (now - last_tick) < RAMP_BELOW and not self.hashing.lagging()
+                        and (cpu - last_cpu) / (now - last_tick) < cores and now - started >= RAMP_AFTER)
+                if slow and was_slow and not self.abort.is_set():
                     add_workers(RAMP_STEP)
-                last_tick, last_done = now, done
+                last_tick, last_done, last_cpu, was_slow = now, done, cpu, slow
             if now - last_save >= SAVE_EVERY or self.pieces.unsaved >= save_every_bytes(self.total):
                 self._save()
                 last_save = time.monotonic()
