@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ckptfetch import hashing
-from ckptfetch.download import Settings, download, engine, segmented
+from ckptfetch.download import Settings, download, engine, prefixhash, segmented
 from ckptfetch.download.partial import partial_paths
 from ckptfetch.errors import DownloadError, HashMismatch, Interrupted
 
@@ -50,6 +50,7 @@ def ranges(server: TestServer) -> list[str]:
 def test_pieces_over_several_connections(server: TestServer, seg: Settings, tmp_path: Path) -> None:
     data = blob(SIZE)
     server.add("/f.bin", data)
+    server.rate = 2 << 20  # per connection: the network, not the CPU, is the limit, so connections are added
     target = tmp_path / "f.bin"
     assert get(server, target, seg, data)["sha256"] == sha256(data)
     assert target.read_bytes() == data
@@ -184,7 +185,7 @@ def test_pieces_are_hashed_where_files_cannot_be_mapped(server: TestServer, seg:
     def no_maps(*args: object, **kwargs: object) -> None:
         raise OSError(19, "No such device")
 
-    monkeypatch.setattr(segmented.mmap, "mmap", no_maps)
+    monkeypatch.setattr(prefixhash.mmap, "mmap", no_maps)
     data = blob(SIZE, seed=5)
     server.add("/f.bin", data)
     server.rate = 4 << 20  # the hasher follows the prefix over many reads
@@ -198,7 +199,7 @@ def test_a_truncated_partial_is_an_error_not_a_crash(tmp_path: Path) -> None:
     p.write_bytes(b"x" * (1 << 20))
     fd = os.open(p, os.O_RDONLY)
     try:
-        reader = segmented.PrefixReader(fd)
+        reader = prefixhash.PrefixReader(fd)
         h = hashing.MultiHasher(["md5"])
         assert reader.feed(h, 0, 4096) and reader.maps
         os.truncate(p, 4096)

@@ -2,9 +2,9 @@
 
 The file is cut into ordered pieces; workers take the next unfinished piece,
 fetch it with `Range` + `If-Range` and `pwrite` it into one preallocated
-partial file. A hasher thread follows the contiguous written prefix with
-`pread`, so every byte is hashed once, in order, while the rest still
-downloads. Piece positions are saved in the sidecar (every `SAVE_EVERY`
+partial file. A hasher thread follows the contiguous written prefix
+(`prefixhash.py`), so every byte is hashed once, in order, while the rest
+still downloads. Piece positions are saved in the sidecar (every `SAVE_EVERY`
 seconds, and whenever `save_every_bytes` more have been written), so a resume
 continues each piece where it stopped and a kill costs little. A server that stops honouring ranges mid-way (or whose
 validator changed) ends it with NO_RANGES: the engine goes on with one stream
@@ -14,7 +14,6 @@ restarting.
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 import time
@@ -25,9 +24,9 @@ import requests
 
 from .. import compat
 from ..errors import CkptfetchError, DownloadError, Interrupted
-from ..hashing import MultiHasher
 from . import http
 from .http import Lost
+from .prefixhash import PrefixHasher
 from .resume import parse_content_range
 from .settings import Settings
 from .states import Action, Counters, Outcome, Step, decide
@@ -35,13 +34,13 @@ from .states import Action, Counters, Outcome, Step, decide
 PROBE = 8 << 20  # the first request asks for this much; bigger files get pieces
 MIN_PIECE = 8 << 20
 MAX_PIECE = 64 << 20
-HASH_CHUNK = 4 << 20
 SAVE_EVERY = 0.1  # seconds between sidecar saves at most
 SAVE_BYTES = 2 << 20  # bytes written between two sidecar saves at most (or 1/40 of a big file): what a kill costs
-START_CONNECTIONS = 2  # connections a segmented download starts with
-RAMP_STEP = 2  # connections added per SAVE_EVERY tick while the download is slow
+START_CONNECTIONS = 1  # connections a segmented download starts with: enough for a fast server
+RAMP_STEP = 2  # connections added per SAVE_EVERY tick while the network is the limit
 RAMP_BELOW = 400 << 20  # bytes/s; above it one md5 core, not the network, is the limit
-RAMP_LAG = 8 << 20  # hashing this far behind the written prefix: the CPU, not the network, is the limit
+RAMP_AFTER = 0.25  # seconds from the start of a segmented download before the ramp looks at its speed
+RAMP_CPU = 1.5  # cores this process keeps busy (a receiving and a hashing thread): the CPU is the limit
 
 
 def piece_size(total: int, connections: int) -> int:
@@ -95,7 +94,7 @@ class Pieces:
     def __init__(self, total: int, pieces: list[list[int]]) -> None:
         self.total = total
         self.list = pieces
-        self.lock = threading.Condition()
+        self.lock = threading.Condition(threading.Lock())
         self.taken: set[int] = set()
         self.unsaved = 0  # bytes written since the last sidecar save
         self.save_due = threading.Event()  # wakes the coordinator: a save is due, or a worker ended
@@ -117,14 +116,16 @@ class Pieces:
                     return i
         return None
 
-    def wrote(self, i: int, n: int) -> None:
-        """`n` more bytes of piece `i` are on disk."""
+    def wrote(self, i: int, data: bytes, hashing: PrefixHasher) -> None:
+        """`data` is on disk at the position of piece `i`, which moves on (the hasher may take it at once)."""
+        n = len(data)
         with self.lock:
+            at = self.list[i][2]
             self.list[i][2] += n
             self.unsaved += n
             if self.unsaved >= self._save_every:
                 self.save_due.set()
-            self.lock.notify_all()
+            hashing.wrote(at, data)  # wakes the hasher if it waits for bytes
 
     def snapshot(self) -> list[list[int]]:
         with self.lock:
@@ -135,45 +136,6 @@ class Pieces:
         """Bytes written so far across all pieces."""
         with self.lock:
             return sum(p[2] - p[0] for p in self.list)
-
-
-class PrefixReader:
-    """Reads the written prefix back for the hasher: through a read-only map of the file, else with pread.
-
-    Hashing straight from a map saves copying every byte into a buffer first
-    (about 10 % of the hashing thread's time, which bounds a fast download).
-    Each block is mapped and unmapped on its own, so the mapped pages never
-    pile up in the process's memory.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.maps = True  # until mapping fails once (a file system without maps)
-        self._buf = memoryview(bytearray(0))
-
-    def feed(self, hasher: MultiHasher, start: int, end: int) -> bool:
-        """Hash bytes [start, end) of the file; False when the file is shorter (someone truncated it)."""
-        if os.fstat(self.fd).st_size < end:  # a map read past the end would be a crash (SIGBUS), not an error
-            return False
-        if self.maps:
-            base = start - start % mmap.ALLOCATIONGRANULARITY
-            try:
-                block = mmap.mmap(self.fd, end - base, access=mmap.ACCESS_READ, offset=base)
-            except (OSError, ValueError, OverflowError):
-                self.maps = False
-            else:
-                with block, memoryview(block) as view, view[start - base:] as part:
-                    hasher.update(part)
-                return True
-        if len(self._buf) < HASH_CHUNK:
-            self._buf = memoryview(bytearray(HASH_CHUNK))
-        while start < end:
-            n = compat.pread_into(self.fd, self._buf[: min(HASH_CHUNK, end - start)], start)
-            if n <= 0:
-                return False
-            hasher.update(self._buf[:n])
-            start += n
-        return True
 
 
 class Segmented:
@@ -189,8 +151,7 @@ class Segmented:
         self.hooks = hooks
         self.abort = threading.Event()
         self.ending: BaseException | Step | None = None  # why the workers stopped early
-        self.hashed = 0
-        self.hasher = MultiHasher(algos)
+        self.hashing = PrefixHasher(fd, self.total, algos, pieces.lock, pieces.prefix, self.abort)
         self.running = 0  # workers started and not yet ended
 
     def _end(self, why: BaseException | Step) -> None:
@@ -202,24 +163,10 @@ class Segmented:
             self.pieces.lock.notify_all()
         self.pieces.save_due.set()
 
-    # -- the hasher follows the prefix ------------------------------------------
-
-    def _hash_loop(self) -> None:
-        lock = self.pieces.lock
-        reader = PrefixReader(self.fd)
-        while True:
-            with lock:
-                while self.pieces.prefix() <= self.hashed and not self.abort.is_set() and self.hashed < self.total:
-                    lock.wait(0.5)
-                if self.abort.is_set() or self.hashed >= self.total:
-                    return
-                limit = self.pieces.prefix()
-            while self.hashed < limit:
-                end = min(limit, self.hashed + HASH_CHUNK)
-                if not reader.feed(self.hasher, self.hashed, end):
-                    self._end(DownloadError("the partial file shrank while downloading"))
-                    return
-                self.hashed = end
+    def _hash(self) -> None:
+        """The hasher's thread: follows the written prefix (see prefixhash.py)."""
+        if not self.hashing.run() and not self.abort.is_set():
+            self._end(DownloadError("the partial file shrank while downloading"))
 
     # -- workers --------------------------------------------------------------------
 
@@ -312,7 +259,7 @@ class Segmented:
                     if not written:
                         raise OSError(28, "No space left on device")
                     view, at = view[written:], at + written
-                self.pieces.wrote(i, n)
+                self.pieces.wrote(i, chunk, self.hashing)
                 self.hooks.advance(n)
         except http.CONNECTION_ERRORS as exc:
             return Step(Outcome.LOST, f"connection lost ({type(exc).__name__})", progressed=piece[2] > before)
@@ -330,7 +277,7 @@ class Segmented:
             self.pieces.taken.add(0)
         lacking = sum(1 for p in self.pieces.list if p[2] < p[1])
         n_workers = min(self.settings.connections, max(1, lacking))
-        hasher = threading.Thread(target=self._hash_loop, name="hash-prefix", daemon=True)
+        hasher = threading.Thread(target=self._hash, name="hash-prefix", daemon=True)
         hasher.start()
         workers: list[threading.Thread] = []
 
@@ -369,13 +316,18 @@ class Segmented:
     def _coordinate(self, workers: list[threading.Thread], n_workers: int, add_workers: Callable[[int], None]) -> None:
         """Save progress and add connections until every worker ended.
 
-        Start with a few connections and add more only while the download is slower than
-        RAMP_BELOW and hashing keeps up: past that, or on a busy machine, the CPU is the
-        bottleneck and more connections only cost CPU. A per-connection limit (20 MB/s) gets
-        all of them within a few ticks.
+        Start with one connection and add more only while the network is the limit: over two
+        ticks in a row, the download was slower than RAMP_BELOW, hashing kept up and this
+        process used less than RAMP_CPU cores. Otherwise the CPU is the bottleneck (on a fast
+        server, or a busy machine) and more connections only cost CPU. The first
+        RAMP_AFTER seconds do not count: a process's first download is slow while its code
+        and buffers warm up. A per-connection limit (20 MB/s) gets all of them within a
+        second.
         """
-        last_save = last_tick = time.monotonic()
-        last_done = self.pieces.done()
+        started = last_save = last_tick = time.monotonic()
+        last_done, last_cpu = self.pieces.done(), time.process_time()
+        cores = min(RAMP_CPU, 0.75 * (os.cpu_count() or 1))
+        was_slow = False
         while self.running:
             self.pieces.save_due.wait(SAVE_EVERY)
             self.pieces.save_due.clear()
@@ -383,18 +335,15 @@ class Segmented:
                 self.abort.set()
             now = time.monotonic()
             if len(workers) < n_workers and now - last_tick >= SAVE_EVERY:
-                done = self.pieces.done()
-                slow = (done - last_done) / (now - last_tick) < RAMP_BELOW
-                if slow and self._hashing_keeps_up() and not self.abort.is_set():
+                done, cpu = self.pieces.done(), time.process_time()
+                slow = ((done - last_done) / (now - last_tick) < RAMP_BELOW and not self.hashing.lagging()
+                        and (cpu - last_cpu) / (now - last_tick) < cores and now - started >= RAMP_AFTER)
+                if slow and was_slow and not self.abort.is_set():
                     add_workers(RAMP_STEP)
-                last_tick, last_done = now, done
+                last_tick, last_done, last_cpu, was_slow = now, done, cpu, slow
             if now - last_save >= SAVE_EVERY or self.pieces.unsaved >= save_every_bytes(self.total):
                 self._save()
                 last_save = time.monotonic()
-
-    def _hashing_keeps_up(self) -> bool:
-        with self.pieces.lock:
-            return self.pieces.prefix() - self.hashed <= RAMP_LAG
 
     def _result(self) -> Step:
         if self.settings.cancel.is_set() and not isinstance(self.ending, CkptfetchError):
@@ -403,9 +352,9 @@ class Segmented:
             raise self.ending
         if self.ending is not None:
             return self.ending
-        if self.pieces.prefix() != self.total or self.hashed != self.total:
+        if self.pieces.prefix() != self.total or self.hashing.hashed != self.total:
             raise DownloadError("segmented download ended incomplete")
-        return Step(Outcome.COMPLETE, digests=self.hasher.hexdigests())
+        return Step(Outcome.COMPLETE, digests=self.hashing.hasher.hexdigests())
 
     def _save(self) -> None:
         try:
