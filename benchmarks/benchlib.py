@@ -47,6 +47,21 @@ def ensure_debian(binary: str, package: str) -> str:
     return found
 
 
+def compile_ckptfetch() -> None:
+    """Write ckptfetch's bytecode, as `pip install .` does.
+
+    An editable install (`pip install -e .`) under PYTHONDONTWRITEBYTECODE=1
+    (set on some machines) compiles every module from source at each start:
+    about 0.2 s that a user's installed copy never pays.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("ckptfetch")
+    if spec is not None and spec.submodule_search_locations:
+        for where in spec.submodule_search_locations:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", where], check=False)
+
+
 def ensure_pip(module: str, package: str | None = None) -> None:
     """Install `package` from pip into this interpreter when `module` is missing."""
     try:

@@ -41,7 +41,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from benchlib import MiB, Run, ensure_debian, ensure_pip, fmt_mb, fmt_s, make_file, markdown_table, measure, median  # noqa: E402
+from benchlib import (  # noqa: E402
+    MiB,
+    Run,
+    compile_ckptfetch,
+    ensure_debian,
+    ensure_pip,
+    fmt_mb,
+    fmt_s,
+    make_file,
+    markdown_table,
+    measure,
+    median,
+)
 from s3bench import WORK, alternate, awscli  # noqa: E402
 
 BUCKET = "bench"
@@ -66,6 +78,7 @@ def main() -> None:
     args = ap.parse_args()
     parts = args.only or ["push", "ranks"]
     ensure_debian("time", "time")
+    compile_ckptfetch()
     ensure_pip("boto3")
     from tests.s3server import SeaweedS3, ensure_weed
 
@@ -139,6 +152,11 @@ class Bench:
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         return d
+
+    def node(self, env: dict[str, str], name: str) -> dict[str, str]:
+        """`env` with an empty store of its own (one node's): a store an earlier run filled would serve every
+        file with no request to the mirror."""
+        return {**env, "CKPTFETCH_CACHE": str(self.fresh(f"{name}-store"))}
 
     def installed(self, name: str, files: dict[str, Path]) -> tuple[Path, dict[str, str]]:
         """A folder a `get` installed `files` into (from file:// URLs), and each file's md5."""
@@ -217,11 +235,12 @@ class Bench:
         shared = self.runs / "shared"
 
         def one() -> Run:
-            return self.run([self.ck, "get", str(manifest), "--dest", str(self.fresh("one")), "-q"], env)
+            return self.run([self.ck, "get", str(manifest), "--dest", str(self.fresh("one")), "-q"], self.node(env, "one"))
 
         def many() -> Run:
             shutil.rmtree(shared, ignore_errors=True)
-            return self.run([sys.executable, str(launcher), str(manifest), str(shared), str(RANKS), *files], env)
+            return self.run([sys.executable, str(launcher), str(manifest), str(shared), str(RANKS), *files],
+                            self.node(env, "many"))
 
         def present() -> Run:
             return self.run([sys.executable, str(launcher), str(manifest), str(shared), str(RANKS), *files], env)
@@ -254,7 +273,7 @@ class Bench:
         shutil.rmtree(shared, ignore_errors=True)
         with Relay(self.store.ports["s3.port"]) as relay:  # type: ignore[attr-defined]
             self.run([sys.executable, str(launcher), str(manifest), str(shared), str(RANKS), *files],
-                     {**env, "AWS_ENDPOINT_URL": relay.endpoint})
+                     {**self.node(env, "counted"), "AWS_ENDPOINT_URL": relay.endpoint})
             sent = relay.settle()
             gets = [p for m, p in relay.requests if m == "GET" and "/sha256/" in p]
             per = {p: gets.count(p) for p in set(gets)}

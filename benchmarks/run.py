@@ -35,6 +35,7 @@ from benchlib import (  # noqa: E402
     Nginx,
     Run,
     bytes_sent,
+    compile_ckptfetch,
     drop_caches,
     ensure_debian,
     ensure_pip,
@@ -113,6 +114,7 @@ class Bench:
             ensure_debian(binary, package)
         ensure_debian("time", "time")  # GNU time reports the peak RSS of each run
         ensure_pip("pooch")
+        compile_ckptfetch()
         WORK.mkdir(exist_ok=True)
         shutil.rmtree(self.runs, ignore_errors=True)
         self.runs.mkdir(parents=True)

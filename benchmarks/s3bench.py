@@ -28,7 +28,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # tests/s3server.py starts SeaweedFS the way the tests do
 
-from benchlib import MiB, Run, ensure_debian, ensure_pip, fmt_mb, fmt_s, make_file, markdown_table, measure, median  # noqa: E402
+from benchlib import (  # noqa: E402
+    MiB,
+    Run,
+    compile_ckptfetch,
+    ensure_debian,
+    ensure_pip,
+    fmt_mb,
+    fmt_s,
+    make_file,
+    markdown_table,
+    measure,
+    median,
+)
 
 WORK = HERE / "work"
 BUCKET, KEY = "bench", "models/big.bin"
@@ -81,6 +93,7 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 5)
 
     ensure_debian("time", "time")  # GNU time: CPU and peak RSS of each run
+    compile_ckptfetch()
     ensure_pip("boto3")
     from tests.s3server import SeaweedS3, ensure_weed
 
@@ -142,8 +155,9 @@ def main() -> None:
 
         boto3_code = "import sys, boto3; boto3.client('s3').download_file(sys.argv[1], sys.argv[2], sys.argv[3])"
         contenders: dict[str, Callable[[], Run]] = {
+            # --no-cache: the store would serve every round after the first from this machine, with no GET
             "ckptfetch get (md5 checked)": lambda: run([ckptfetch, "get", str(manifest), "--dest", str(fresh("ck")),
-                                                       "--no-progress"]),
+                                                       "--no-progress", "--no-cache"]),
             "aws s3 cp": lambda: then_md5("aws s3 cp", [aws, "s3", "cp", "--quiet", f"s3://{BUCKET}/{KEY}",
                                                         str(fresh("aws") / "big.bin")], runs / "aws"),
             "boto3 download_file": lambda: then_md5("boto3 download_file", [sys.executable, "-c", boto3_code, BUCKET,

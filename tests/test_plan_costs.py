@@ -67,6 +67,34 @@ def test_the_plan_learns_sizes_from_the_sources(server: TestServer, hub: FakeHub
     assert {f["path"]: f["size"] for f in doc["files"]} == {"a.bin": len(a), "b.bin": len(b), "model.safetensors": 3 * MiB}
 
 
+def test_a_run_of_many_unsized_files_asks_no_size_first(server: TestServer, tmp_path: Path) -> None:
+    """One round of requests for the sizes is worth it; a HEAD more per file for hundreds of files is not.
+
+    `get` asks only when at most MAX_PROBES (32) files lack a size; `--dry-run` always asks.
+    """
+    files = {}
+    for i in range(40):
+        data = blob(1000 + i, seed=100 + i)
+        server.add(f"/f{i}.bin", data)
+        files[f"f{i}.bin"] = {"url": f"{server.url}/f{i}.bin", "md5": md5(data)}
+    m = _manifest(tmp_path, files)
+    r = invoke("get", str(m), "--dest", str(tmp_path / "dry"), "--dry-run", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    assert [q.method for q in server.requests].count("HEAD") == 40
+    assert "40 to fetch (" in r.stdout and "size unknown" not in r.stdout
+    server.requests.clear()
+    r = invoke("get", str(m), "--dest", str(tmp_path / "out"), "--no-cache")
+    assert r.returncode == 0, r.stderr
+    assert sorted(q.method for q in server.requests) == ["GET"] * 40, "the download learns the sizes itself"
+    assert "40 sizes unknown" in r.stdout
+    few = _manifest(tmp_path, dict(list(files.items())[:3]))
+    server.requests.clear()
+    r = invoke("get", str(few), "--dest", str(tmp_path / "few"), "--no-cache")
+    assert r.returncode == 0, r.stderr
+    assert sorted(q.method for q in server.requests) == ["GET"] * 3 + ["HEAD"] * 3
+    assert "3 to fetch (" in r.stdout and "size unknown" not in r.stdout
+
+
 def test_a_slow_source_does_not_hold_the_plan(server: TestServer, tmp_path: Path) -> None:
     a = blob(1000, seed=3)
     server.add("/fast.bin", a)

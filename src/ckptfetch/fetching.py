@@ -21,7 +21,7 @@ from .record import record_outcomes
 from .results import FetchResult, FileOutcome, Plan
 from .reuse import open_reuse
 from .run import Run, fetch_url, size_on_disk, sync_dirs
-from .sizing import learn_sizes, partial_of
+from .sizing import MAX_PROBES, learn_sizes, partial_of
 from .sourcing import Fetcher
 from .state import VerifiedCache
 from .status import Action, Link, Origin, Outcome
@@ -115,7 +115,7 @@ def fetch(
 def _shown_or_dry(p: Plan, fetcher: Fetcher, on_plan: Callable[[Plan], None] | None, dry_run: bool) -> bool:
     """Show the plan (with what it costs) when asked; True for a dry run, else the destination is made."""
     if on_plan is not None:  # the plan is shown: say what it costs
-        _learn_sizes(p, fetcher)
+        _learn_sizes(p, fetcher, everything=dry_run)
         on_plan(p)
     if dry_run:
         _usable(p.dest)
@@ -191,11 +191,19 @@ def _partials_kept(run: Run) -> int:
     return sum(1 for t in [*(run.dest / t for t in targets if t), *archives] if partial_of(t) is not None)
 
 
-def _learn_sizes(p: Plan, fetcher: Fetcher) -> None:
-    """Ask the sources for the sizes the manifest does not pin (briefly, all at once), for the plan's costs."""
+def _learn_sizes(p: Plan, fetcher: Fetcher, everything: bool) -> None:
+    """Ask the sources for the sizes the manifest does not pin (briefly, all at once), for the plan's costs.
+
+    A dry run asks about every file. A real run asks only when one round of
+    requests covers them all (MAX_PROBES): the download itself learns the
+    sizes, and for hundreds of small files a request more per file would cost
+    more than the plan's total is worth.
+    """
     # Files found on this machine cost nothing: their sources are not asked.
     items = [i for i in p.to_fetch if i.size is None and not i.entry.archive and i.origin == Origin.NETWORK]
     unsized = [name for name, (size, _) in p.archives.items() if size is None]
+    if not everything and len(items) + len(unsized) > MAX_PROBES:
+        return
     learned = learn_sizes([i.entry for i in items], [p.manifest.archives[n] for n in unsized], fetcher)
     for i in items:
         i.size = learned.get(i.entry.path)

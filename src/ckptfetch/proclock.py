@@ -39,10 +39,17 @@ LOCK_HEARTBEAT = 10.0
 LOCK_STALE = float(os.environ.get("CKPTFETCH_LOCK_STALE", "120"))
 
 
+_identity: dict[str, Any] = {}  # this process's, read once (from /proc): a run takes a lock per file
+
+
 def _owner() -> dict[str, Any]:
-    # The pid namespace too: two containers may share a host name and a kernel, not their pids.
-    return {"host": socket.gethostname(), "boot": compat.boot_id(), "pidns": compat.pid_namespace(),
-            "pid": os.getpid(), "start": compat.start_time(os.getpid()), "token": uuid.uuid4().hex}
+    """Who holds a lock: this process (host, boot, pid namespace, pid, start time) and a token of its own."""
+    pid = os.getpid()
+    if _identity.get("pid") != pid:  # the first lock, or a forked child: read it (again)
+        # The pid namespace too: two containers may share a host name and a kernel, not their pids.
+        _identity.update(host=socket.gethostname(), boot=compat.boot_id(), pidns=compat.pid_namespace(), pid=pid,
+                         start=compat.start_time(pid))
+    return {**_identity, "token": uuid.uuid4().hex}
 
 
 def _stale(path: Path, me: dict[str, Any]) -> bool:

@@ -128,4 +128,4 @@ def _head_size(req: Request, fetcher: Fetcher, label: str, timeout: float) -> in
         return int(length)
 
 
-__all__ = ["Partial", "learn_sizes", "partial_of"]
+__all__ = ["MAX_PROBES", "Partial", "learn_sizes", "partial_of"]
