@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from ckptfetch import hashing
 from ckptfetch.download import Request, Settings, download
 from ckptfetch.download.partial import partial_paths
+from ckptfetch.download.settings import make_session
 from ckptfetch.errors import DownloadError, HashMismatch, Interrupted
 
 from .conftest import blob, md5, sha256
@@ -514,3 +516,23 @@ def test_a_request_key_keeps_the_partial_when_the_url_changes(server: TestServer
     assert target.read_bytes() == data
     assert server.requests[0].headers["range"] != "bytes=0-"
     assert int(server.requests[0].headers["range"].removeprefix("bytes=").split("-")[0]) > 0
+
+
+def test_the_session_reads_proxies_once_per_origin_and_agrees_with_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's session caches requests' environment settings per scheme and host: the same answers, read once."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example,127.0.0.1")
+    urls = ["https://hub.example/a", "https://internal.example/b", "http://127.0.0.1:8080/c", "http://hub.example/d",
+            "https://hub.example:8443/e", "https://hub.example/other/path"]
+    ours, plain = make_session(), requests.Session()
+    for url in urls:
+        for proxies in ({}, {"https": "http://other.example:1"}):
+            assert ours.merge_environment_settings(url, proxies, None, None, None) == \
+                plain.merge_environment_settings(url, proxies, None, None, None), url
+    first = ours.merge_environment_settings(urls[0], {}, None, None, None)
+    assert first["proxies"]["https"] == "http://proxy.example:3128"
+    assert ours.merge_environment_settings(urls[1], {}, None, None, None)["proxies"] == {}, "NO_PROXY holds"
+    first["proxies"]["https"] = "changed by the caller"
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.example:1")  # a run's environment is read once
+    assert ours.merge_environment_settings(urls[0], {}, None, None, None)["proxies"]["https"] == "http://proxy.example:3128"
