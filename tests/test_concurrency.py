@@ -16,9 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from ckptfetch import proclock
 from ckptfetch.compat import boot_id as _boot_id
 from ckptfetch.compat import pid_namespace as _pid_namespace
 from ckptfetch.compat import start_time as _start_time
@@ -172,3 +176,27 @@ def test_a_live_holder_is_waited_for(server: TestServer, tmp_path: Path) -> None
         r = run_cli("get", str(m), "--dest", str(dest2), env=cli_env(CKPTFETCH_LOCK_STALE="2"))
         assert r.returncode == 0, r.stderr
         assert time.monotonic() - t0 > 1.5, f"a fresh lock of {other['host']} must not be broken at once"
+
+
+def test_one_heartbeat_thread_touches_every_held_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process holding many locks (one per file of a run) keeps each fresh with one thread, and stops on release."""
+    monkeypatch.setattr(proclock, "LOCK_HEARTBEAT", 0.05)
+    monkeypatch.setattr(proclock, "_heartbeat", proclock._Heartbeat())  # a thread of this test's own
+    old = time.time() - 1000
+
+    def beating() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "lock-heartbeat" and t.is_alive())
+
+    before = beating()
+    with proclock.locked(tmp_path, "file:a"), proclock.locked(tmp_path, "file:b"):
+        locks = sorted((tmp_path / ".ckptfetch" / "locks").glob("*.lock"))
+        assert len(locks) == 2
+        for p in locks:
+            os.utime(p, (old, old))
+        deadline = time.monotonic() + 10
+        while any(p.stat().st_mtime < old + 500 for p in locks):
+            assert time.monotonic() < deadline, "a held lock was not touched"
+            time.sleep(0.02)
+        assert beating() - before == 1, "one heartbeat thread for every lock of the process"
+        assert proclock._heartbeat.held == set(locks)
+    assert not proclock._heartbeat.held and not any(p.exists() for p in locks)

@@ -67,11 +67,14 @@ class ThreadedHasher:
 
     hashlib releases the GIL on large buffers, so the socket reader, the file
     writer and each hash run on their own core. At most `max_pending` bytes
-    wait in the queues, so memory stays flat.
+    wait in the queues, so memory stays flat. The first `INLINE` bytes are
+    hashed by the caller: a small file is hashed sooner than threads start.
 
     >>> h = ThreadedHasher(["md5"]); h.update(b"abc"); h.hexdigests()["md5"]
     '900150983cd24fb0d6963f7d28e17f72'
     """
+
+    INLINE = 8 << 20  # bytes hashed by the caller before the threads start
 
     def __init__(self, algorithms: Iterable[str], base: MultiHasher | None = None, max_pending: int = 8 << 20) -> None:
         import queue
@@ -85,12 +88,18 @@ class ThreadedHasher:
         else:
             self._hashes = {name: hashlib.new(name) for name in names}
             self.count = 0
-        slots = max(2, max_pending // CHUNK)
+        self._slots = max(2, max_pending // CHUNK)
         self._queues: list[queue.Queue[bytes | memoryview | None]] = []
         self._threads: list[threading.Thread] = []
         self._digests: dict[str, str] | None = None
+        self._inline = self.count + self.INLINE  # hashed here up to this many bytes
+
+    def _start(self) -> None:
+        import queue
+        import threading
+
         for name, h in self._hashes.items():
-            q: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=slots)
+            q: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=self._slots)
             t = threading.Thread(target=self._run, args=(h, q), name=f"hash-{name}", daemon=True)
             t.start()
             self._queues.append(q)
@@ -103,6 +112,13 @@ class ThreadedHasher:
 
     def update(self, data: bytes | memoryview) -> None:
         """Queue `data` (which must not be modified afterwards) for every hash."""
+        if not self._threads:
+            if self.count + len(data) <= self._inline:
+                for h in self._hashes.values():
+                    h.update(data)
+                self.count += len(data)
+                return
+            self._start()
         for q in self._queues:
             q.put(data)
         self.count += len(data)

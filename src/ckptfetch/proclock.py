@@ -91,20 +91,52 @@ def _break(path: Path) -> None:
     aside.unlink(missing_ok=True)
 
 
-class _Heartbeat(threading.Thread):
-    """Touches a held lock so waiters on other hosts can tell it is alive."""
+class _Heartbeat:
+    """Touches every lock this process holds, every LOCK_HEARTBEAT seconds, so waiters elsewhere see it alive.
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(name="lock-heartbeat", daemon=True)
-        self.path = path
-        self.stop = threading.Event()
+    One thread per process, started with the first lock (again in a forked
+    child, which inherits no threads): a run takes a lock per file, and a
+    thread per lock cost more than the lock.
+    """
 
-    def run(self) -> None:
-        while not self.stop.wait(LOCK_HEARTBEAT):
-            try:
-                os.utime(self.path)
-            except OSError:
-                return
+    def __init__(self) -> None:
+        self.held: set[Path] = set()
+        self.guard = threading.Lock()
+        self.pid = 0  # the process whose thread runs
+
+    def hold(self, path: Path) -> None:
+        with self.guard:
+            if self.pid != os.getpid():
+                self.held, self.pid = set(), os.getpid()
+                threading.Thread(target=self._run, name="lock-heartbeat", daemon=True).start()
+            self.held.add(path)
+
+    def release(self, path: Path) -> None:
+        with self.guard:
+            self.held.discard(path)
+
+    def forked(self) -> None:
+        """In a forked child: no thread and no locks are inherited, and the guard may have been held mid-fork."""
+        self.guard, self.held, self.pid = threading.Lock(), set(), 0
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while True:
+            time.sleep(LOCK_HEARTBEAT)
+            with self.guard:
+                if self.pid != pid:
+                    return
+                paths = list(self.held)
+            for path in paths:
+                try:
+                    os.utime(path)
+                except OSError:
+                    pass  # released meanwhile, or broken by another process: its holder finds out
+
+
+_heartbeat = _Heartbeat()
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_heartbeat.forked)
 
 
 @contextmanager
@@ -140,12 +172,11 @@ def locked(dest: Path, key: str, cancel: threading.Event | None = None) -> Itera
         finally:
             os.close(fd)
         break
-    beat = _Heartbeat(path)
-    beat.start()
+    _heartbeat.hold(path)
     try:
         yield
     finally:
-        beat.stop.set()
+        _heartbeat.release(path)
         try:
             still_ours = json.loads(path.read_text()).get("token") == me["token"]
         except (OSError, ValueError):

@@ -8,7 +8,11 @@ from .. import compat
 
 
 class Flusher:
-    """Starts writing dirty pages of `fd` back every `every` bytes, on its own thread."""
+    """Starts writing dirty pages of `fd` back every `every` bytes, on its own thread.
+
+    The thread starts with the first writeback: a file smaller than `every`
+    (most files of a many-file run) costs no thread at all.
+    """
 
     def __init__(self, fd: int, every: int = 64 << 20) -> None:
         self._fd = fd
@@ -16,8 +20,7 @@ class Flusher:
         self._pending = 0
         self._wake = threading.Event()
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         while True:
@@ -34,9 +37,13 @@ class Flusher:
         self._pending += n
         if self._pending >= self._every:
             self._pending = 0
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
+                self._thread.start()
             self._wake.set()
 
     def close(self) -> None:
         self._stop = True
         self._wake.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
