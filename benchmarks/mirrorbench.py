@@ -49,6 +49,7 @@ from benchlib import (  # noqa: E402
     ensure_pip,
     fmt_mb,
     fmt_s,
+    free_ports,
     make_file,
     markdown_table,
     measure,
@@ -226,8 +227,6 @@ class Bench:
         (site / m.name).write_text(json.dumps({"ckptfetch": 1, "name": "bench-ranks-src", "files": {
             k: {"url": f"https://dl.example.org/{k}", "md5": d} for k, d in digests.items()}}))
         manifest = site / m.name
-        from tests.s3server import free_ports
-
         env = {**self.env, "CKPTFETCH_HASHED_MIRRORS": f"s3://{BUCKET}/ranks", "NO_PROXY": "127.0.0.1",
                "HTTPS_PROXY": f"http://127.0.0.1:{free_ports(1)[0]}"}
         launcher = WORK / "launch-ranks.py"

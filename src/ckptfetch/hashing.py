@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -77,9 +79,6 @@ class ThreadedHasher:
     INLINE = 8 << 20  # bytes hashed by the caller before the threads start
 
     def __init__(self, algorithms: Iterable[str], base: MultiHasher | None = None, max_pending: int = 8 << 20) -> None:
-        import queue
-        import threading
-
         names = list(dict.fromkeys(algorithms))
         if base is not None:
             # Continue from a hasher already fed with a prefix.
@@ -95,9 +94,6 @@ class ThreadedHasher:
         self._inline = self.count + self.INLINE  # hashed here up to this many bytes
 
     def _start(self) -> None:
-        import queue
-        import threading
-
         for name, h in self._hashes.items():
             q: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=self._slots)
             t = threading.Thread(target=self._run, args=(h, q), name=f"hash-{name}", daemon=True)
