@@ -16,7 +16,7 @@ import requests
 from ckptfetch import hashing
 from ckptfetch.download import Request, Settings, download
 from ckptfetch.download.partial import partial_paths
-from ckptfetch.download.settings import make_session
+from ckptfetch.download.session import make_session
 from ckptfetch.errors import DownloadError, HashMismatch, Interrupted
 
 from .conftest import blob, md5, sha256

@@ -200,6 +200,33 @@ def test_many_processes_one_download(isolated: Path, server: TestServer) -> None
     assert server.hits("/big.bin") == 1
 
 
+def test_a_file_already_in_place_costs_no_http_library(isolated: Path, server: TestServer) -> None:
+    """Once fetched, `ckptfetch.path()` (each time a library loads its model) and a `get` with nothing to fetch
+    answer without importing requests, the heaviest import of a run (~0.1 s of a ~0.3 s start-up)."""
+    data = blob(5000, seed=4)
+    m = isolated / "models.yaml"
+    m.write_text(_manifest({"net.bin": {"url": server.add("/net.bin", data), "md5": md5(data)}}))
+    out = isolated / "out"
+    assert ckptfetch.path(m, "net.bin", dest=out).read_bytes() == data
+    env = cli_env(XDG_CONFIG_HOME=str(isolated / "no-config"))
+    loaded = "print(sorted(n for n in sys.modules if n.split('.')[0] in ('requests', 'urllib3')))"
+    by_path = f"import ckptfetch, sys; ckptfetch.path(sys.argv[1], 'net.bin', dest=sys.argv[2]); {loaded}"
+    by_cli = ("import atexit, sys; from ckptfetch.cli import main; "
+              f"atexit.register(lambda: {loaded}); main(['get', sys.argv[1], '--dest', sys.argv[2]])")
+    for code in (by_path, by_cli):
+        r = subprocess.run([sys.executable, "-c", code, str(m), str(out)], env=env, text=True, capture_output=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout
+    assert server.hits("/net.bin") == 1
+    # The same process still downloads when a file is missing: the session is made on first use.
+    (out / "net.bin").unlink()
+    r = subprocess.run([sys.executable, "-c", by_path, str(m), str(out)], env=env, text=True, capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0 and "requests" in r.stdout, r.stderr
+    assert (out / "net.bin").read_bytes() == data and server.hits("/net.bin") == 2
+
+
 # --- FetchResult.paths, raise_for_status, raise_on_error ---------------------------------------
 
 

@@ -19,10 +19,12 @@ __all__ = [
     "verify",
 ]
 
+# Each name from the module that owns it (what `api` re-exports), so `ckptfetch.path` loads the first-use
+# stage alone, not every stage the facade names.
 _LAZY = {
-    "fetch": "api", "plan": "api", "verify": "api", "path": "api", "FetchResult": "api", "VerifyResult": "api",
-    "Store": "api", "open_store": "api", "cache_list": "api", "cache_usage": "api", "cache_verify": "api",
-    "cache_gc": "api",
+    "fetch": "fetching", "plan": "planning", "verify": "verifying", "path": "firstuse", "FetchResult": "results",
+    "VerifyResult": "results", "Store": "store", "open_store": "store", "cache_list": "api", "cache_usage": "api",
+    "cache_verify": "api", "cache_gc": "api",
     "Manifest": "manifest", "load_manifest": "manifest",
     "CkptfetchError": "errors", "DownloadError": "errors", "HashMismatch": "errors", "Interrupted": "errors",
     "ManifestError": "errors", "UnsafeArchive": "errors", "UsageError": "errors", "Error": "errors",

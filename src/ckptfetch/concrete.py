@@ -11,9 +11,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import download as dl
 from .checking import check_file
 from .discovery import resolve_manifest
-from .download import Settings, make_session
+from .download.settings import Settings
 from .errors import CkptfetchError, DownloadError, ManifestError, UsageError
 from .folders import Lister, expand, hub_lister, might_select, recorded_lister
 from .layout import default_dest
@@ -79,7 +80,7 @@ def concrete(
     if not online or not any(e.folder and not e.archive for e in m.files.values()):
         hub_folder = _tolerant(recorded, unlisted, ManifestError)
         return expand(m, lambda e: archive_folder(e) if e.archive else hub_folder(e))
-    session = make_session()
+    session = dl.make_session()  # only here: a run that lists nothing never imports requests
     try:
         hub_folder = _tolerant(hub_lister(Context(session, settings or Settings.from_env())), unlisted, DownloadError)
         return expand(m, lambda e: archive_folder(e) if e.archive else hub_folder(e),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .checking import file_digests
 from .concrete import ManifestRef, cached_archive, located
-from .download import Settings, make_session
+from .download.partial import partial_of
+from .download.settings import Settings
 from .errors import CkptfetchError, Interrupted, UsageError
 from .hashedmirror import planned
 from .linking import drop_leftovers, leftovers
@@ -21,7 +22,6 @@ from .record import record_outcomes
 from .results import FetchResult, FileOutcome, Plan
 from .reuse import open_reuse
 from .run import Run, fetch_url, size_on_disk, sync_dirs
-from .sizing import MAX_PROBES, learn_sizes, partial_of
 from .sourcing import Fetcher
 from .state import VerifiedCache
 from .status import Action, Link, Origin, Outcome
@@ -90,8 +90,8 @@ def fetch(
     if reuse is not None and reuse.store is not None:
         algorithms = (*algorithms, "sha256")  # the store's key, computed as the bytes stream in
     fetcher = Fetcher(Path(), list(env_mirrors() if mirrors is None else mirrors), settings,
-                      make_session(pool_size=min(64, max(jobs, 4) + settings.connections)),
-                      reporter or NullReporter(), tuple(algorithms), offline, reuse=reuse, hashed=hashed)
+                      reporter or NullReporter(), tuple(algorithms), offline, reuse=reuse, hashed=hashed,
+                      pool_size=min(64, max(jobs, 4) + settings.connections))
     try:
         p = planned(manifest, hashed, settings, lambda m, local: plan(
             m, dest, variants=tuple(variants), only=tuple(only), exclude=tuple(exclude), force=force, layout=layout,
@@ -100,7 +100,7 @@ def fetch(
         if _shown_or_dry(p, fetcher, on_plan, dry_run):
             return _dry_run(p)
     except BaseException:
-        fetcher.session.close()
+        fetcher.close()
         if reuse is not None:
             reuse.close()
         raise
@@ -202,6 +202,10 @@ def _learn_sizes(p: Plan, fetcher: Fetcher, everything: bool) -> None:
     # Files found on this machine cost nothing: their sources are not asked.
     items = [i for i in p.to_fetch if i.size is None and not i.entry.archive and i.origin == Origin.NETWORK]
     unsized = [name for name, (size, _) in p.archives.items() if size is None]
+    if not items and not unsized:
+        return
+    from .sizing import MAX_PROBES, learn_sizes  # talks HTTP: a plan with nothing to ask never imports requests
+
     if not everything and len(items) + len(unsized) > MAX_PROBES:
         return
     learned = learn_sizes([i.entry for i in items], [p.manifest.archives[n] for n in unsized], fetcher)
@@ -236,7 +240,7 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
     try:
         work()
     finally:
-        run.fetcher.session.close()
+        run.fetcher.close()
         sync_dirs(run.dest, [o.at or o.path for o in run.outcomes.values() if o.status == Outcome.FETCHED])
         try:
             record_outcomes(run.plan, run.outcomes.values(), run.children)

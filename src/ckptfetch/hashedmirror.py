@@ -23,11 +23,11 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import requests
-
+from . import download as dl
 from .concrete import ManifestRef, load
-from .download import Settings, download, make_session
+from .download.settings import Settings
 from .errors import CkptfetchError, ManifestError
 from .folders import file_entry, inside, source_folder
 from .lock import Lock, Pin, find_lock, load_lock
@@ -38,6 +38,9 @@ from .sources import Context, resolve
 from .sources import huggingface as hf
 from .status import Action
 from .urls import redact
+
+if TYPE_CHECKING:
+    import requests
 
 _FOUND: dict[str, Lock] = {}  # mirrors' locks this process read, by URL
 _FOUND_LOCK = threading.Lock()
@@ -80,7 +83,7 @@ def planned(manifest: ManifestRef, roots: Sequence[str], settings: Settings,
 
 def with_mirror_lock(m: Manifest, roots: Sequence[str], settings: Settings) -> Manifest:
     """`m` with the pins of the first hashed mirror's lock for it (`m` itself when none has one)."""
-    session = make_session()
+    session = dl.make_session()
     try:
         for root in roots:
             lock = read_lock(root, m.name, session, settings)
@@ -107,7 +110,7 @@ def read_lock(root: str, name: str, session: requests.Session, settings: Setting
         path = Path(tmp) / f"{name}.lock.yaml"
         try:
             found = resolve(url, Context(session, quick, url))
-            download(found.requests, path, hashes={}, size=None, algorithms=[], session=session, settings=quick,
+            dl.download(found.requests, path, hashes={}, size=None, algorithms=[], session=session, settings=quick,
                      reporter=NullReporter(), label=redact(url))
         except CkptfetchError:
             return None

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import download as dl
 from .concrete import load
-from .download import Settings, make_session
+from .download.settings import Settings
 from .errors import DownloadError, UsageError
 from .fetching import fetch
 from .folders import expand, hub_lister
@@ -58,7 +59,7 @@ def make_lock(
     mirrors = list(mirrors) if mirrors is not None else env_mirrors()
     settings = settings or Settings.from_env()
     offline = env_offline() if offline is None else offline
-    session = make_session()
+    session = dl.make_session()
     try:
         ctx = Context(session, settings)
         hub = hub_lister(ctx)

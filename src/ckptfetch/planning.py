@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from .concrete import ManifestRef, cached_archive, check_entry, concrete, destination, load, located, with_layout
-from .download import Settings
+from .download.partial import partial_of
+from .download.settings import Settings
 from .errors import UsageError
 from .layout import check as check_layouts
 from .manifest import FileEntry
 from .results import Plan, PlanItem
 from .reuse import Reuse
-from .sizing import partial_of
 from .state import VerifiedCache
 from .status import Action, Check
 from .threads import parallel

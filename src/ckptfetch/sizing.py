@@ -4,23 +4,21 @@ For each file whose size nothing pins, the first source `get` would use is
 asked, all files at once and within a short budget: a Hub file's size comes
 from the Hub's metadata (the HEAD the Hub source makes anyway), a plain URL's
 from a HEAD request. Nothing is retried and nothing waits past the budget; a
-size that is not learned in time stays unknown. Also here: what a partial
-download left on disk, so the plan can say "resume".
+size that is not learned in time stays unknown.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import requests
 
-from .download.http import Lost, Request, is_html, open_url
-from .download.partial import Sidecar, partial_paths
+from .download.http import Lost, is_html, open_url
+from .download.request import Request
 from .errors import CkptfetchError
 from .manifest import Archive, FileEntry
 from .sources import Context, resolve
@@ -29,29 +27,6 @@ from .urls import redact
 
 BUDGET = 2.0  # seconds for learning every size, at once
 MAX_PROBES = 32  # requests at once: many small files on a far server must not make the plan slow
-
-
-@dataclass(frozen=True)
-class Partial:
-    """A partial download waiting beside its target."""
-
-    have: int  # bytes here
-    total: int | None  # the whole file, when the partial's sidecar knows it
-
-
-def partial_of(target: Path) -> Partial | None:
-    """What a killed or failed download left for `target`, if anything with a sidecar (so it can be resumed)."""
-    part, side = partial_paths(target)
-    sidecar = Sidecar.load(side)
-    try:
-        have = part.stat().st_size
-    except OSError:
-        return None
-    if sidecar is None:
-        return None
-    if sidecar.pieces is not None:
-        have = sum(p[2] - p[0] for p in sidecar.pieces)
-    return Partial(have, sidecar.total) if have else None
 
 
 def learn_sizes(entries: Iterable[FileEntry], archives: Iterable[Archive], fetcher: Fetcher,
@@ -128,4 +103,4 @@ def _head_size(req: Request, fetcher: Fetcher, label: str, timeout: float) -> in
         return int(length)
 
 
-__all__ = ["MAX_PROBES", "Partial", "learn_sizes", "partial_of"]
+__all__ = ["MAX_PROBES", "learn_sizes"]

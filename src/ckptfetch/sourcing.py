@@ -7,14 +7,15 @@ with the manifest's before any byte moves, and the one engine downloads.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import requests
-
+from . import download as dl
 from .checking import needed_algorithms
-from .download import Settings, download
+from .download.settings import Settings
 from .errors import DownloadError
 from .failover import first_success
 from .hashing import hash_file
@@ -26,6 +27,9 @@ from .reuse import Reuse
 from .sources import Context, Resolved, resolve
 from .sources import huggingface as hf
 from .urls import Mirror, candidates, hashed_urls, redact
+
+if TYPE_CHECKING:
+    import requests
 
 Target = Path | Callable[[dict[str, str]], Path]
 """Where the bytes go: a path, or a function of the source's metadata (a blob named after the Hub's etag)."""
@@ -65,13 +69,29 @@ class Fetcher:
     dest: Path
     mirrors: list[Mirror]
     settings: Settings
-    session: requests.Session
     reporter: Reporter
     algorithms: tuple[str, ...] = ()  # digests to compute besides those the pins need
     offline: bool = False  # only mirrors and local sources: no request reaches an original host
     resolved: dict[str, Resolved] = field(default_factory=dict)  # what the plan already asked (sizes), used once
     reuse: Reuse | None = None  # the store and caches (`reuse.py`), for fetches that ask for it
     hashed: list[str] = field(default_factory=list)  # hashed mirrors' roots (`ROOT/sha256/<hex>`), tried first
+    pool_size: int = 8  # connections the session keeps per host
+    _session: requests.Session | None = field(default=None, init=False, repr=False)
+    _session_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def session(self) -> requests.Session:
+        """The run's pooled session, made on first use: a run that downloads nothing never imports requests."""
+        with self._session_lock:
+            if self._session is None:
+                self._session = dl.make_session(self.pool_size)
+            return self._session
+
+    def close(self) -> None:
+        """Close the session's connections, if it was ever made."""
+        with self._session_lock:
+            if self._session is not None:
+                self._session.close()
 
     def algos(self, hashes: dict[str, str]) -> list[str]:
         return needed_algorithms(hashes, self.algorithms)
@@ -123,7 +143,7 @@ class Fetcher:
             taken = into_store.take(hashes, size, path, self.dest, self.algos(hashes), symlink_ok=not blob)
             if taken is not None:
                 return taken.digests
-        digests = download(found.requests, path, hashes=hashes, size=size, algorithms=self.algos(hashes),
+        digests = dl.download(found.requests, path, hashes=hashes, size=size, algorithms=self.algos(hashes),
                            session=self.session, settings=self.settings, reporter=self.reporter, label=label,
                            sync_dir=sync_dir)
         if into_store is not None:

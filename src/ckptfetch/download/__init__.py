@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 __all__ = ["Candidate", "Request", "Settings", "download", "make_session"]
 
-_HOME = {"Candidate": "http", "Request": "http", "Settings": "settings", "make_session": "settings",
+_HOME = {"Candidate": "request", "Request": "request", "Settings": "settings", "make_session": "session",
          "download": "engine"}
 
 if TYPE_CHECKING:
     from .engine import download
-    from .http import Candidate, Request
-    from .settings import Settings, make_session
+    from .request import Candidate, Request
+    from .session import make_session
+    from .settings import Settings
 
 
 def __getattr__(name: str) -> object:

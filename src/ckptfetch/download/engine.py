@@ -34,11 +34,13 @@ from ..progress import NullReporter, Reporter
 from ..urls import redact
 from . import http, retry, stream
 from .flusher import Flusher
-from .http import HTML_SUFFIXES, MAX_HTML_HOPS, Candidate, Lost, Request, as_request, html_refusal
+from .http import HTML_SUFFIXES, MAX_HTML_HOPS, Lost, html_refusal
 from .partial import Partial
+from .request import Candidate, Request, as_request
 from .resume import if_range_validator, is_retryable_status, parse_content_range
 from .segmented import PROBE, Hooks, Pieces, Segmented, contiguous, plan_pieces
-from .settings import Settings, make_session
+from .session import make_session
+from .settings import Settings
 from .states import Action, Counters, Outcome, Step, decide
 
 __all__ = ["Candidate", "Request", "Settings", "download", "make_session"]

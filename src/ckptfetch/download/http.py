@@ -1,4 +1,4 @@
-"""HTTP for the engine: what a request is, opening it under the redirect policy, and what a status means.
+"""HTTP for the engine: opening a request under the redirect policy, and what a status means.
 
 Redirects are followed by hand: never from https to anything else, and a
 redirect to another origin (host or port) drops every header the caller added
@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -30,43 +30,6 @@ MAX_HTML_HOPS = 3  # interstitial pages followed for one request
 MAX_PAGE_BYTES = 2 << 20  # how much of an interstitial page is read
 _PROTOCOL_HEADERS = frozenset({"range", "if-range", "accept", "accept-encoding", "user-agent"})
 CONNECTION_ERRORS = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One way to get a file's bytes, as a source resolver describes it.
-
-    `headers` go with this URL alone (e.g. a token for one host; they are
-    dropped when a redirect leaves that host). `on_html` handles an
-    interstitial page (a confirmation form, say): it gets the page's text and
-    URL and returns the URL to fetch next, or raises `DownloadError` with a
-    plain explanation (quota exceeded, no permission...).
-
-    `key` is the download's identity for resuming and for messages when the
-    URL itself changes from run to run (a presigned URL whose signature and
-    date differ each time); it defaults to `url`. `validator` is the file's
-    current ETag when the source already knows it (from a HEAD): a partial
-    saved under another validator is restarted, never resumed, even from a
-    server that ignores `If-Range`.
-    """
-
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    on_html: Callable[[str, str], str] | None = None
-    key: str | None = None
-    validator: str | None = None
-
-
-Candidate = str | tuple[str, Mapping[str, str]] | Request
-"""A URL to try, optionally with headers for it alone, or a full `Request`."""
-
-
-def as_request(candidate: Candidate) -> Request:
-    if isinstance(candidate, Request):
-        return candidate
-    if isinstance(candidate, str):
-        return Request(candidate)
-    return Request(candidate[0], candidate[1])
 
 
 @dataclass(frozen=True)

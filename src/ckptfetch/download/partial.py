@@ -193,3 +193,26 @@ class Partial:
                 "(no space left on device). Free some space or choose another --dest, then run the same command "
                 "again; nothing was downloaded and files already in place were not touched."
             )
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """A partial download waiting beside its target, for a later run to resume."""
+
+    have: int  # bytes here
+    total: int | None  # the whole file, when the partial's sidecar knows it
+
+
+def partial_of(target: Path) -> Resumable | None:
+    """What a killed or failed download left for `target`, if anything with a sidecar (so it can be resumed)."""
+    part, side = partial_paths(target)
+    sidecar = Sidecar.load(side)
+    try:
+        have = part.stat().st_size
+    except OSError:
+        return None
+    if sidecar is None:
+        return None
+    if sidecar.pieces is not None:
+        have = sum(p[2] - p[0] for p in sidecar.pieces)
+    return Resumable(have, sidecar.total) if have else None
