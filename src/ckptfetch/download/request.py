@@ -46,4 +46,5 @@ def as_request(candidate: Candidate) -> Request:
         return Request(candidate)
     return Request(candidate[0], candidate[1])
 
+
 __all__ = ["Candidate", "Request", "as_request"]
