@@ -1,7 +1,8 @@
 """The one download engine: partial files, Range resume, retries, safe redirects.
 
-The names below load on first use, so `download.partial` (which api and
-extract use for the partial files' names) does not import requests.
+The names below load on first use: `request`, `settings` and `partial`
+(what sources, plans and extraction name) never import requests; `session`,
+`http`, `engine`, `segmented` and `stream` do, when a byte must move.
 """
 
 from __future__ import annotations
