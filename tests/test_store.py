@@ -305,6 +305,27 @@ def test_a_damaged_store_file_is_never_placed_and_is_evicted(server: TestServer,
     assert server.hits("/big.bin") == 2, "repaired from the store, not the network"
 
 
+def test_a_store_file_grown_through_a_checkout_is_evicted_when_that_checkout_is_repaired(
+        server: TestServer, tmp_path: Path, store_dir: Path) -> None:
+    m = manifest(tmp_path, server)
+    doc = json.loads(m.read_text())
+    doc["files"]["w/big.bin"]["size"] = len(BIG)  # a size pin: the grown file is refused before any hashing
+    m.write_text(json.dumps(doc))
+    assert get(m, tmp_path / "one").returncode == 0 and get(m, tmp_path / "two").returncode == 0
+    obj = store_dir / "sha256" / sha256(BIG)[:2] / sha256(BIG)
+    with open(tmp_path / "one/w/big.bin", "ab") as f:  # `echo x >> one/w/big.bin` as root: every hardlink grows
+        f.write(b"x\n")
+    r = get(m, tmp_path / "one", "--json")
+    assert r.returncode == 0 and origins(r)["w/big.bin"] == ("network", None), r.stderr
+    assert (tmp_path / "one/w/big.bin").read_bytes() == BIG and server.hits("/big.bin") == 2
+    assert obj.read_bytes() == BIG, "the damaged object was evicted and the good download took its place"
+    assert (tmp_path / "one/w/big.bin").stat().st_ino == obj.stat().st_ino
+    r = run_cli("cache", "verify")
+    assert r.returncode == 0 and "2 OK, 0 FAILED" in r.stderr, r.stdout + r.stderr
+    assert run_cli("verify", str(tmp_path / "two")).returncode == 1, "the other checkout sharing the damage says so"
+    assert get(m, tmp_path / "two").returncode == 0 and server.hits("/big.bin") == 2, "repaired from the store"
+
+
 def test_cache_verify_finds_damage_and_evicts(server: TestServer, tmp_path: Path, store_dir: Path) -> None:
     m = manifest(tmp_path, server)
     assert get(m, tmp_path / "one").returncode == 0

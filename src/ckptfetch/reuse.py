@@ -171,7 +171,14 @@ class Reuse:
         except OSError:
             return None
         seen = (st.st_dev, st.st_ino, st.st_mtime_ns)
-        if seen in self._refused or judge_size(st.st_size, size) is not None:
+        if seen in self._refused:
+            return None
+        if judge_size(st.st_size, size) is not None:
+            if c.sha256 is not None and self.store is not None:
+                # A store object of the wrong size was most likely grown through a hardlink (`>>` as root); the
+                # store hashes it once and evicts it if its bytes are not its name, so the download takes its place.
+                self.store.digests(c.sha256, ["sha256"])
+            self._refused.add(seen)
             return None
         if c.sha256 is not None and self.store is not None:
             digests = self.store.digests(c.sha256, algos)
