@@ -204,9 +204,9 @@ def unzip(words: Sequence[str]) -> Meaning:
 
 
 NOT_DOWNLOADS = {
-    "pip": "not a download (installs a Python package)", "pip3": "not a download (installs a Python package)",
-    "conda": "not a download (installs packages)", "apt": "not a download (installs packages)",
-    "apt-get": "not a download (installs packages)", "git": "not a checkpoint download (git)",
+    "pip": "not a download: installs a Python package", "pip3": "not a download: installs a Python package",
+    "conda": "not a download: installs packages", "apt": "not a download: installs packages",
+    "apt-get": "not a download: installs packages", "git": "not a checkpoint download: git",
     "python": "runs a program", "python3": "runs a program", "bash": "runs a script", "sh": "runs a script",
     "source": "runs a script", "ls": "lists files", "tree": "lists files", "echo": "prints text",
     "export": "sets a variable", "md5sum": "checks hashes (give its list to import)",

@@ -300,7 +300,7 @@ def _render(name: str, source: str, found: Scan, result: ImportResult, where: di
         for aname, fields in result.archives.items():
             out += [f"  {_q(aname)}:"] + [f"    {k}: {_q(str(v))}" for k, v in fields.items()]
     out += ["", "files:"]
-    heading = None
+    heading = ""  # files before any heading need no marker
     for key, fields in result.files.items():
         if where[key].heading != heading:
             heading = where[key].heading
