@@ -125,7 +125,7 @@ def test_a_partial_that_will_be_resumed_says_so(server: TestServer, tmp_path: Pa
     r = invoke("get", str(m), "--dest", str(dest), "--dry-run")
     assert r.returncode == 0
     assert "  fetch big.bin  4.0 MiB (resume: 3.0 MiB here)" in r.stdout.splitlines()
-    assert "1 to fetch (1.0 MiB; 3.0 MiB more already here)" in r.stdout
+    assert "1 to fetch (1.0 MiB to download; 3.0 MiB already here)" in r.stdout
     r = invoke("get", str(m), "--dest", str(dest))
     assert r.returncode == 0, r.stderr
     assert server.bytes_sent("/big.bin") == MiB, "only the missing part crossed the network"

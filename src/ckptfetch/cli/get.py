@@ -57,17 +57,17 @@ def _size(size: int | None, here: int) -> str:
 
 
 def _cost(p: Plan) -> str:
-    """" (2.4 GiB)", " (at least 2.4 GiB; 3 sizes unknown)", " (2.1 GiB; 386 MiB more already here)"."""
+    """" (2.4 GiB)", " (at least 2.4 GiB; 3 sizes unknown)", " (2.1 GiB to download; 386 MiB already here)"."""
     from ..describe import human_size
 
     c = p.cost()
     if c.unknown and not c.download:
         return f" ({c.unknown} size{'' if c.unknown == 1 else 's'} unknown)"
-    text = ("at least " if c.unknown else "") + human_size(c.download)
+    text = ("at least " if c.unknown else "") + human_size(c.download) + (" to download" if c.here else "")
+    if c.here:
+        text += f"; {human_size(c.here)} already here"
     if c.unknown:
         text += f"; {c.unknown} size{'' if c.unknown == 1 else 's'} unknown"
-    if c.here:
-        text += f"; {human_size(c.here)} more already here"
     return f" ({text})"
 
 
