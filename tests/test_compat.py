@@ -165,3 +165,25 @@ def test_without_reflinks_files_from_the_store_are_hardlinked_or_copied(server: 
     assert [f.link for f in api.fetch(m, tmp_path / "two", link="auto").files] == ["hardlink"]
     assert [f.link for f in api.fetch(m, tmp_path / "three", link="reflink").files] == ["copy"]
     assert (tmp_path / "three/w.bin").read_bytes() == data and server.hits("/w.bin") == 1
+
+
+def test_windows_file_name_rules_are_a_manifest_error_there_and_a_lint_warning_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows `a:b` would write into an NTFS stream of `a`, and `NUL.bin` nowhere: such a target is refused."""
+    from ckptfetch.errors import ManifestError
+    from ckptfetch.linting import lint
+    from ckptfetch.manifest import load_manifest
+
+    m = tmp_path / "win.yaml"
+    m.write_text("ckptfetch: 1\nname: win\nfiles:\n  ok.bin:\n    url: https://example.org/ok.bin\n    md5: "
+                 f"{'a' * 32}\n  'weights/w:stream.bin':\n    url: https://example.org/w.bin\n    md5: {'b' * 32}\n")
+    assert set(load_manifest(m).files) == {"ok.bin", "weights/w:stream.bin"}, "a legal name here"
+    found = [(f.code, f.key, f.line) for f in lint(m).findings]
+    assert found == [("not-portable", "weights/w:stream.bin", 7)]
+    monkeypatch.setattr(compat, "WINDOWS_NAMES", True)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(m)
+    assert "win.yaml:7" in str(info.value) and "contains : (Windows does not allow" in str(info.value)
+    m.write_text(m.read_text().replace("w:stream.bin", "NUL.bin"))
+    with pytest.raises(ManifestError, match="names 'NUL.bin', a device on Windows"):
+        load_manifest(m)

@@ -15,6 +15,7 @@ the fallback on this machine (see `tests/test_compat.py`):
 | `HAVE_DIR_FSYNC`: fsync a folder to make renames durable | POSIX | nothing (NTFS journals renames) |
 | `HAVE_SYMLINKS`: symlinks | POSIX; Windows with developer mode | a copy (the hf-cache layout, as huggingface_hub does) |
 | `HAVE_REFLINK`: clone a file's blocks (copy-on-write) | Linux (`FICLONE`: btrfs, XFS, bcachefs, ...); macOS (`clonefile`: APFS) | the caller hard-links or copies (`linking.py`) |
+| `WINDOWS_NAMES`: file names obey Windows' rules (no `CON`/`NUL`/`COM1`..., no `<>:"|?*`, no trailing dot or space) | Windows | - (elsewhere such names are only a `lint` warning: `targets.windows_problem`) |
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ HAVE_KILL0 = os.name == "posix"
 HAVE_DIR_FSYNC = os.name == "posix"
 HAVE_SYMLINKS = hasattr(os, "symlink")
 HAVE_REFLINK = sys.platform.startswith("linux") or sys.platform == "darwin"
+WINDOWS_NAMES = os.name == "nt"  # a target `a:b` would write into an NTFS stream of `a`, `NUL.bin` nowhere
 O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows opens files in text mode otherwise
 
 _FD_LOCKS: dict[int, threading.Lock] = {}

@@ -22,6 +22,7 @@ from .layout import hub_file
 from .lock import Lock, find_lock
 from .manifest import MAX_MANIFEST_BYTES, FileEntry, Manifest, path_matches
 from .sources import huggingface as hf
+from .targets import windows_problem
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ CODES = {
     "unused-archive": "an archive no file takes members from",
     "empty-variant": "a variant pattern that selects no file",
     "insecure-url": "a plain http:// URL for a file without a full hash",
+    "not-portable": "a target path Windows cannot create",
 }
 """Every finding's code and what it means (README "Writing manifests")."""
 
@@ -70,6 +72,9 @@ def _pins(e: FileEntry, lock: Lock | None) -> str:
 
 
 def _file_findings(e: FileEntry, lock: Lock | None, archived: bool) -> Iterable[tuple[str, str]]:
+    problem = windows_problem(e.path)
+    if problem:
+        yield "not-portable", f"the target path {problem}: `get` refuses this manifest on Windows"
     pins = _pins(e, lock)
     if e.manual is not None:
         if pins != "full":

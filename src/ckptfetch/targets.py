@@ -6,6 +6,12 @@ import fnmatch
 import re
 import unicodedata
 
+from . import compat
+
+# Names Windows keeps for devices, with any extension (`NUL.tar.gz` is NUL), and the characters it refuses.
+_WINDOWS_DEVICE = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])(\..*)?$", re.IGNORECASE)
+_WINDOWS_REFUSED = frozenset('<>:"|?*')
+
 
 def selects(path: str, selector: str) -> bool:
     """Whether a `--only` / `--exclude` selector takes `path`: a glob over target paths, a folder with or
@@ -45,7 +51,27 @@ def path_problem(text: str) -> str | None:
         return "has an empty or `.` component"
     if parts[0] == ".ckptfetch":
         return "is inside .ckptfetch/, which ckptfetch reserves for its records"
+    return windows_problem(text) if compat.WINDOWS_NAMES else None
+
+
+def windows_problem(text: str) -> str | None:
+    """Why Windows cannot create the relative path `text`, or None when it can.
+
+    An error on Windows (`path_problem`), a `lint` warning elsewhere: a manifest is shared across systems.
+
+    >>> [windows_problem(p) for p in ("a/b.pth", "aux/x", "a:b", "v1.")]  # doctest: +NORMALIZE_WHITESPACE
+    [None, "names 'aux', a device on Windows (CON, NUL, COM1, ...)",
+     'contains : (Windows does not allow <>:"|?* in file names)', "has 'v1.', which ends in a dot or space (Windows drops it)"]
+    """
+    for part in text.rstrip("/").split("/"):
+        if _WINDOWS_DEVICE.match(part):
+            return f"names {part!r}, a device on Windows (CON, NUL, COM1, ...)"
+        refused = sorted(set(part) & _WINDOWS_REFUSED)
+        if refused:
+            return f"contains {' '.join(refused)} (Windows does not allow <>:\"|?* in file names)"
+        if part.endswith((".", " ")):
+            return f"has {part!r}, which ends in a dot or space (Windows drops it)"
     return None
 
 
-__all__ = ["path_matches", "path_problem", "selects"]
+__all__ = ["path_matches", "path_problem", "selects", "windows_problem"]
