@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,12 +265,13 @@ def test_verify_after_a_partly_failed_get_reports_what_is_missing(server: TestSe
         "a/by-hand.bin": {"manual": "ask the authors"},
     })
     dest = tmp_path / "out"
-    r = invoke("get", str(m), "--dest", str(dest))
-    assert r.returncode == 1
-    assert "HTTP 404" in r.stderr and "must be fetched by hand" in r.stderr
+    got = invoke("get", str(m), "--dest", str(dest))
+    assert got.returncode == 1
+    assert "HTTP 404" in got.stderr and "must be fetched by hand" in got.stderr
     r = invoke("verify", str(dest))
     assert r.returncode == 1
-    assert sorted(r.stdout.splitlines()) == ["a/by-hand.bin: MISSING", "a/gone.bin: MISSING", "a/good.bin: OK"]
+    assert sorted(r.stdout.splitlines()) == ["a/by-hand.bin: MISSING", "a/gone.bin: MISSING", "a/good.bin: OK"], \
+        got.stdout + got.stderr
     assert "3 files in" in r.stderr
 
 
@@ -323,3 +325,36 @@ def test_debug_is_accepted_after_the_subcommand_too(tmp_path: Path) -> None:
         assert r.returncode == 2, (args, r.stderr)
         assert "did you mean `md5`" in r.stderr and "No such option" not in r.stderr
         assert "Traceback" in r.stderr  # --debug shows where a manifest error was raised
+
+
+def test_a_failed_file_never_removes_the_folder_another_file_is_being_written_to(server: TestServer,
+                                                                                tmp_path: Path) -> None:
+    """A failed file's empty folders are removed after the run, not while other files may be written there."""
+    goods = {f"d{n:02d}/good.bin": blob(3000 + n, seed=n) for n in range(32)}  # one good and one 404 per folder
+    files: dict[str, dict[str, str]] = {}
+    for n, (key, data) in enumerate(goods.items()):
+        server.add(f"/f{n}.bin", data)
+        files[f"d{n:02d}/gone.bin"] = {"url": f"{server.url}/gone{n}.bin", "md5": "0" * 31 + "a"}
+        files[key] = {"url": f"{server.url}/f{n}.bin", "md5": md5(data)}
+    files["lone/gone.bin"] = {"url": server.url + "/lone.bin", "md5": "0" * 31 + "a"}
+    m = manifest(tmp_path, files)
+    dest = tmp_path / "out"
+    for _ in range(3):
+        got = invoke("get", str(m), "--dest", str(dest), "--no-cache")
+        assert got.returncode == 1 and "No such file or directory" not in got.stderr, got.stderr
+        assert all((dest / key).read_bytes() == data for key, data in goods.items())
+        assert not (dest / "lone").exists(), "the failed file's own folder, left empty, is gone after the run"
+        shutil.rmtree(dest)
+
+
+def test_empty_folders_are_left_while_another_process_holds_a_lock(tmp_path: Path) -> None:
+    from ckptfetch.run import prune_empty_dirs
+
+    (tmp_path / "a/b").mkdir(parents=True)
+    (tmp_path / ".ckptfetch/locks").mkdir(parents=True)
+    (tmp_path / ".ckptfetch/locks/0123.lock").write_text("{}")
+    prune_empty_dirs(tmp_path, ["a/b/x.bin"])
+    assert (tmp_path / "a/b").is_dir(), "another process may be about to write there"
+    (tmp_path / ".ckptfetch/locks/0123.lock").unlink()
+    prune_empty_dirs(tmp_path, ["a/b/x.bin"])
+    assert not (tmp_path / "a").exists()

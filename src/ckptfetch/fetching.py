@@ -21,7 +21,7 @@ from .progress import NullReporter, Reporter
 from .record import record_outcomes
 from .results import FetchResult, FileOutcome, Plan
 from .reuse import open_reuse
-from .run import Run, fetch_url, size_on_disk, sync_dirs
+from .run import Run, fetch_url, prune_empty_dirs, size_on_disk, sync_dirs
 from .sourcing import Fetcher
 from .state import VerifiedCache
 from .status import Action, Link, Origin, Outcome
@@ -241,6 +241,7 @@ def _finish(run: Run, work: Callable[[], None]) -> FetchResult:
         work()
     finally:
         run.fetcher.close()
+        prune_empty_dirs(run.dest, run.left_empty)
         sync_dirs(run.dest, [o.at or o.path for o in run.outcomes.values() if o.status == Outcome.FETCHED])
         try:
             record_outcomes(run.plan, run.outcomes.values(), run.children)

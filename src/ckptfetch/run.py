@@ -26,7 +26,7 @@ from .results import FileOutcome, Plan
 from .reuse import Reuse, Taken
 from .sources.huggingface import at_commit
 from .sourcing import Fetcher
-from .state import VerifiedCache
+from .state import VerifiedCache, state_dir
 from .status import Check, Layout, Origin, Outcome
 
 
@@ -42,6 +42,7 @@ class Run:
     outcomes: dict[str, FileOutcome] = field(default_factory=dict)
     errors: dict[str, CkptfetchError] = field(default_factory=dict)  # the exception behind each failed outcome
     children: dict[str, FileEntry] = field(default_factory=dict)  # files a folder of an archive yielded
+    left_empty: list[str] = field(default_factory=list)  # targets that failed: their folders may be left empty
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -51,6 +52,11 @@ class Run:
     @property
     def settings(self) -> Settings:
         return self.fetcher.settings
+
+    def gave_up_on(self, rel: str) -> None:
+        """`rel` failed: once the run is over, `prune_empty_dirs` removes the folders it made and left empty."""
+        with self.lock:
+            self.left_empty.append(rel)
 
     def done(self, outcome: FileOutcome) -> None:
         with self.lock:
@@ -150,7 +156,7 @@ def fetch_url(run: Run, e: FileEntry) -> None:
             run.fetcher.reporter.finish(e.path, False)
             left = blob.relative_to(dest).as_posix() if blob is not None else rel
             if left is not None:
-                prune_empty_dirs(dest, left)
+                run.gave_up_on(left)
             run.failed(e, exc)
             return
         run.fetcher.reporter.finish(e.path, True)
@@ -171,15 +177,26 @@ def sync_dirs(dest: Path, rels: Iterable[str]) -> None:
         fsync_dir(folder)
 
 
-def prune_empty_dirs(dest: Path, rel: str) -> None:
-    """Remove the folders of `rel` under `dest` that a failed fetch left empty."""
-    parent = (dest / rel).parent
-    while parent != dest and dest in parent.parents:
-        try:
-            parent.rmdir()
-        except OSError:
+def prune_empty_dirs(dest: Path, rels: Iterable[str]) -> None:
+    """Remove the folders of failed targets `rels` that were left empty, once the run's work is over.
+
+    Not while files are still being fetched: a folder empty now may be where another file of this run,
+    or of another process, is about to be written. So this runs after the run's own work, and not at all
+    while any lock under DIR/.ckptfetch/ is held (another process at work; a stale lock only leaves a folder).
+    """
+    try:
+        if any((state_dir(dest) / "locks").iterdir()):
             return
-        parent = parent.parent
+    except OSError:
+        pass
+    for rel in rels:
+        parent = (dest / rel).parent
+        while parent != dest and dest in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
 
 
 __all__ = ["Run", "fetch_url", "prune_empty_dirs", "size_on_disk", "sync_dirs"]

@@ -13,7 +13,7 @@ from .folders import archive_id, file_entry, inside
 from .linking import drop_leftovers
 from .manifest import Archive, FileEntry, Integrity
 from .proclock import locked
-from .run import Run, prune_empty_dirs
+from .run import Run
 from .status import Check, Outcome
 from .urls import redact
 
@@ -116,7 +116,7 @@ def _download_and_extract(
                 cached.unlink(missing_ok=True)  # a corrupt cached archive: throw it away and download once more
                 continue
             for e in todo:
-                prune_empty_dirs(run.dest, at[e.path])
+                run.gave_up_on(at[e.path])
                 run.failed(e, exc)
             return None
     return None
