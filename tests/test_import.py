@@ -8,11 +8,13 @@ import pytest
 
 from ckptfetch.errors import UsageError
 from ckptfetch.importing import import_text
+from ckptfetch.layout import hub_file
 from ckptfetch.manifest import Manifest, load_manifest, parse_manifest
 
 from .conftest import REPO, invoke
 
 SAM_PT_GUIDE = REPO / "tests" / "data" / "sam-pt-prepare-checkpoints.md"
+RTMPOSE3D_README = REPO / "tests" / "data" / "rtmpose3d-checkpoints-readme.md"
 
 
 def _draft(text: str, name: str = "demo", **kw: str) -> tuple[Manifest, list[tuple[int, str]]]:
@@ -50,6 +52,37 @@ def test_the_sam_pt_guide_imports_to_the_bundled_manifest() -> None:
                                         "raft_ckpts-models"]
     assert sorted(a.urls for a in drafted.archives.values()) == sorted(a.urls for a in bundled.archives.values())
     assert drafted.variants == {} and "minimal" in bundled.variants
+
+
+def test_the_rtmpose3d_checkpoint_list_imports_to_the_bundled_files() -> None:
+    """Its README lists bare Hub URLs in a code block (rtmpose3d/configs/__init__.py holds the same three)."""
+    seed = REPO.parent / "shared" / "seeds" / "002_d5b44b56f096af00.txt"
+    text = RTMPOSE3D_README.read_text()
+    if seed.exists():
+        assert text.split("-->\n", 1)[1] == seed.read_text()
+    result = import_text(text, name="rtmpose3d", source=str(RTMPOSE3D_README))
+    drafted = parse_manifest(result.text, "rtmpose3d.yaml")
+    bundled = load_manifest(REPO / "manifests" / "rtmpose3d.yaml")
+
+    def hub(m: Manifest) -> dict[str, tuple[str, str, str]]:
+        out = {}
+        for key, e in m.files.items():
+            f = hub_file(e)
+            assert f is not None, key
+            out[key] = (f.repo_id, f.revision, f.path)
+        return out
+
+    assert hub(drafted) == hub(bundled)  # resolve/main/<file> URLs as written, hf://... in the manifest
+    untranslated = [n.text.split()[0:2] for n in result.untranslated]
+    assert ["hf", "upload"] in untranslated and all(w[0] != "https:" for w in untranslated), untranslated
+
+
+def test_bare_urls_in_a_code_block_are_fetched_to_their_file_names() -> None:
+    text = "```\nhttps://example.org/w/model.pth\nhttps://example.org/w/pack.tar.gz?dl=1\nhttps://github.com/org/repo\n```\n"
+    m, notes = _draft(text)
+    assert {k: e.urls for k, e in m.files.items()} == {"model.pth": ("https://example.org/w/model.pth",),
+                                                        "pack.tar.gz": ("https://example.org/w/pack.tar.gz?dl=1",)}
+    assert notes == [(4, "a bare URL whose path does not name a file")]
 
 
 def test_the_cli_writes_a_draft_that_loads(tmp_path: Path) -> None:

@@ -97,6 +97,21 @@ def url_name(url: str, keep_query: bool) -> str:
     return f"{name}?{parts.query}" if keep_query and parts.query and name else name
 
 
+def bare_url(url: str) -> Meaning:
+    """A URL alone on a line of a code block, as READMEs list their checkpoints: fetched to its file name.
+
+    Only when its last path segment names a file (`.../model.pth`); a page such as a repository's home is not
+    a download, and guessing a name for it would be silent.
+
+    >>> bare_url("https://h.org/r/resolve/main/rtmw3d-l.pth"), bare_url("https://github.com/org/repo")
+    ([Fetch(url='https://h.org/r/resolve/main/rtmw3d-l.pth', path='rtmw3d-l.pth', folder=False, layout='plain', include=())], Skip(reason='a bare URL whose path does not name a file'))
+    """
+    name = url_name(url, keep_query=False)
+    if "." not in name.strip("."):
+        return Skip("a bare URL whose path does not name a file")
+    return [Fetch(url, name)]
+
+
 def _refuse(o: Options, banned: dict[str, str]) -> Skip | None:
     for opt, why in banned.items():
         if opt in o.flags or opt in o.values:
@@ -226,9 +241,13 @@ def meaning(argv: Sequence[str]) -> Meaning:
         words = words[1:]
     if not words:
         return None
+    if len(words) == 1 and words[0].startswith(("https://", "http://")):
+        return bare_url(words[0])
     tool = posixpath.basename(words[0])
-    if tool in ("hf", "huggingface-cli") and words[1:2] == ["download"]:
-        return hf_download(words[2:])
+    if tool in ("hf", "huggingface-cli"):
+        if words[1:2] == ["download"]:
+            return hf_download(words[2:])
+        return Skip(f"not a download: {' '.join([tool, *words[1:2]])}")  # hf upload, hf auth login, ...
     if tool in READERS:
         return READERS[tool](words[1:])
     if tool in ("mkdir", "cd", "rm", "mv"):
@@ -236,4 +255,4 @@ def meaning(argv: Sequence[str]) -> Meaning:
     return Skip(NOT_DOWNLOADS.get(tool, "not a download command ckptfetch knows"))
 
 
-__all__ = ["Fetch", "Meaning", "Options", "Skip", "Unpack", "meaning", "parse", "url_name"]
+__all__ = ["Fetch", "Meaning", "Options", "Skip", "Unpack", "bare_url", "meaning", "parse", "url_name"]
