@@ -164,4 +164,5 @@ def test_a_file_in_the_way_of_the_destination_is_a_usage_error(server: TestServe
     assert r.returncode == 2, r.stderr
     assert str(tmp_path / "taken") in r.stderr and "--dest" in r.stderr
     assert "is a file" in r.stderr if not under else "file in the way" in r.stderr
+    assert "fetch a.bin" not in r.stdout and "corrupt" not in r.stdout, "no plan for a destination that cannot be"
     assert not [q for q in server.requests if q.method == "GET"]

@@ -114,11 +114,11 @@ def fetch(
 
 def _shown_or_dry(p: Plan, fetcher: Fetcher, on_plan: Callable[[Plan], None] | None, dry_run: bool) -> bool:
     """Show the plan (with what it costs) when asked; True for a dry run, else the destination is made."""
+    _usable(p.dest)  # before the plan: under a file in the way, every target would read as "corrupt"
     if on_plan is not None:  # the plan is shown: say what it costs
         _learn_sizes(p, fetcher, everything=dry_run)
         on_plan(p)
     if dry_run:
-        _usable(p.dest)
         return True
     _make_dest(p.dest)
     return False
@@ -226,7 +226,6 @@ def _usable(dest: Path) -> None:
 
 def _make_dest(dest: Path) -> None:
     """Create the destination; one that cannot be (a file in the way, read-only) is a usage error."""
-    _usable(dest)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
